@@ -1,0 +1,242 @@
+"""One worker thread that owns the model, and a FIFO queue of edit jobs.
+
+The desktop app and the bridge server share one JobQueue, so edits from the app and from
+plug-ins run one at a time in submission order. Each job reports JobEvents to its listener
+(called on the worker thread; the app re-emits them as Qt signals, the bridge as messages):
+
+    queued -> loading (only when a model must be loaded) -> started -> progress* ->
+    done | failed | cancelled
+
+A job cancelled while queued never starts; a running job stops within one step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .cds import EditResult, Progress, run_edit
+from .errors import EditCancelled, EditError
+from .models import DEMO_MODEL, LoadedModel, load_model
+from .settings import EditSettings
+
+log = logging.getLogger(__name__)
+
+QUEUED, LOADING, STARTED, PROGRESS, DONE, FAILED, CANCELLED = (
+    "queued",
+    "loading",
+    "started",
+    "progress",
+    "done",
+    "failed",
+    "cancelled",
+)
+FINAL = (DONE, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    image: np.ndarray  # (H, W, 3|4) uint8; never modified
+    source_prompt: str
+    target_prompt: str
+    mask: np.ndarray | None = None  # (H, W); 0 = keep, >0 = edit
+    settings: EditSettings = field(default_factory=EditSettings)
+    model: str = DEMO_MODEL
+    device: str = "auto"
+    dtype: str = "auto"
+    vae_backend: str = "torch"
+    tag: Any = None  # opaque caller data (layer id, client, ...)
+
+    @property
+    def model_key(self) -> tuple:
+        return (self.model, self.device, self.dtype, self.vae_backend)
+
+
+@dataclass
+class JobEvent:
+    job_id: int
+    kind: str
+    progress: Progress | None = None
+    result: EditResult | None = None
+    error: str | None = None
+    message: str = ""
+
+
+Listener = Callable[[JobEvent], None]
+
+
+class Job:
+    def __init__(self, job_id: int, request: EditRequest, listener: Listener | None) -> None:
+        self.id = job_id
+        self.request = request
+        self.state = QUEUED
+        self.result: EditResult | None = None
+        self.error: str | None = None
+        self._listener = listener
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is done, failed or cancelled. True if it finished in time."""
+        return self._finished.wait(timeout)
+
+    def _emit(self, event: JobEvent) -> None:
+        self.state = STARTED if event.kind == PROGRESS else event.kind
+        if event.kind in FINAL:
+            self.result, self.error = event.result, event.error
+        if self._listener is not None:
+            try:
+                self._listener(event)
+            except Exception:  # a broken listener must not kill the worker
+                log.exception("job listener failed")
+        if event.kind in FINAL:
+            self._finished.set()
+
+
+class JobQueue:
+    """FIFO edit queue with one lazily started worker thread that keeps the last model."""
+
+    def __init__(self, loader: Callable[..., LoadedModel] = load_model) -> None:
+        self._loader = loader
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._model: LoadedModel | None = None
+        self._model_key: tuple | None = None
+        self.current: Job | None = None
+
+    # ------------------------------------------------------------------ public API
+    def submit(self, request: EditRequest, listener: Listener | None = None) -> Job:
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the job queue is shut down")
+            job = Job(next(self._ids), request, listener)
+            self._queue.append(job)
+            position = len(self._queue) + (self.current is not None)
+            self._ensure_worker()
+            self._cond.notify()
+        job._emit(JobEvent(job.id, QUEUED, message=f"queued (position {position})"))
+        return job
+
+    def cancel(self, job_id: int) -> bool:
+        with self._cond:
+            jobs = list(self._queue) + ([self.current] if self.current else [])
+        for job in jobs:
+            if job.id == job_id:
+                job.cancel()
+                return True
+        return False
+
+    def pending(self) -> list[Job]:
+        with self._cond:
+            return list(self._queue)
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self._model
+
+    def shutdown(self, wait: bool = True, timeout: float | None = 30.0) -> None:
+        """Cancel everything and stop the worker thread."""
+        with self._cond:
+            self._stopping = True
+            for job in self._queue:
+                job.cancel()
+            if self.current is not None:
+                self.current.cancel()
+            self._cond.notify_all()
+            thread = self._thread
+        if wait and thread is not None:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker
+    def _ensure_worker(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="cds-job-worker", daemon=True)
+            self._thread.start()
+
+    def _next_job(self) -> Job | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            self.current = self._queue.popleft()
+            return self.current
+
+    def _work(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self.current = None
+
+    def _run(self, job: Job) -> None:
+        if job.cancel_requested:
+            job._emit(JobEvent(job.id, CANCELLED, message="cancelled before it started"))
+            return
+        try:
+            model = self._get_model(job)
+            if job.cancel_requested:
+                raise EditCancelled("cancelled while the model was loading")
+            job._emit(JobEvent(job.id, STARTED, message=model.label))
+            r = job.request
+            gen = run_edit(
+                model, r.image, r.source_prompt, r.target_prompt, r.mask, r.settings, job._cancel
+            )
+            while True:
+                try:
+                    progress = next(gen)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                job._emit(JobEvent(job.id, PROGRESS, progress=progress))
+            job._emit(
+                JobEvent(job.id, DONE, result=result, message=f"done in {result.elapsed:.1f} s")
+            )
+        except EditCancelled as exc:
+            job._emit(JobEvent(job.id, CANCELLED, message=str(exc)))
+        except EditError as exc:
+            job._emit(JobEvent(job.id, FAILED, error=str(exc)))
+        except Exception as exc:  # noqa: BLE001 - report, keep the worker alive
+            job._emit(JobEvent(job.id, FAILED, error=describe_failure(exc)))
+
+    def _get_model(self, job: Job) -> LoadedModel:
+        r = job.request
+        if self._model is None or self._model_key != r.model_key:
+            job._emit(JobEvent(job.id, LOADING, message=f"loading model {r.model} ..."))
+            self._model = None  # free the old one first
+            self._model = self._loader(
+                r.model, device=r.device, dtype=r.dtype, vae_backend=r.vae_backend
+            )
+            self._model_key = r.model_key
+        return self._model
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line, user-readable message for an unexpected exception (traceback goes to the log)."""
+    name = type(exc).__name__
+    if "OutOfMemory" in name or "out of memory" in str(exc).lower():
+        return "out of memory: use a smaller working size, close other GPU programs, or use --device cpu"
+    log.error("edit failed", exc_info=exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"internal error ({name}{': ' + first if first else ''}); details are in the log"
