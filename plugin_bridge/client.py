@@ -1,0 +1,422 @@
+"""Blocking client of the cds-desktop bridge, standard library only.
+
+Used by the Krita and GIMP plug-ins (inside their own Python) and by the tests::
+
+    from plugin_bridge.client import BridgeClient
+
+    with BridgeClient() as client:              # token read from token_path()
+        job = client.submit_edit(png, "a cat", "a dog", mask_png=mask, meta={"layer": "L1"})
+        for msg in client.events(job):          # queued, progress..., then result or error
+            if msg.type == "progress":
+                print(msg["step"], msg["total"])
+        # msg is the final message: msg.type == "result" -> msg.parts["image"] is the PNG
+
+A Qt plug-in that must stay responsive calls ``client.poll(0)`` from a QTimer instead of
+iterating ``events``. One client object is meant for one thread.
+
+Command line (PNG in, PNG out; the image is sent as-is, the result written atomically)::
+
+    python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a dog" -o OUT.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import select
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from . import protocol as p
+from .pngcodec import PngError, read_png_size
+
+DEFAULT_PORT = p.DEFAULT_PORT
+DEFAULT_TIMEOUT = 30.0
+APP_NAME = "cds-desktop"
+TOKEN_FILE = "bridge-token"
+START_HINT = "start it with `cds-desktop --serve`"
+
+# Client-side error codes (never sent by the server).
+NOT_RUNNING = "NOT_RUNNING"
+NO_TOKEN = "NO_TOKEN"
+CONNECTION_LOST = "CONNECTION_LOST"
+
+
+class BridgeError(Exception):
+    """Anything that went wrong talking to the bridge: ``code`` is a protocol error code
+    (AUTH_FAILED, BAD_REQUEST, ...) or a client-side one (NOT_RUNNING, NO_TOKEN,
+    CONNECTION_LOST, TIMEOUT); ``str(exc)`` is a one-line message for the user."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ----------------------------------------------------------------------------- token
+def config_dir() -> Path:
+    """The per-user config folder of cds-desktop (same rule as the server).
+
+    Linux/BSD: $XDG_CONFIG_HOME (or ~/.config) / cds-desktop; macOS: ~/Library/Application
+    Support/cds-desktop; Windows: %APPDATA%/cds-desktop.
+    """
+    if sys.platform.startswith("win"):
+        base = os.environ.get("APPDATA", "").strip() or os.path.expanduser("~/AppData/Roaming")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Application Support")
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+    return Path(base) / APP_NAME
+
+
+def token_path() -> Path:
+    """Where the server keeps the shared secret (created on its first run, mode 0600)."""
+    return config_dir() / TOKEN_FILE
+
+
+def read_token(path: str | os.PathLike | None = None) -> str:
+    """The bridge token, or BridgeError(NO_TOKEN) with a hint if the file is missing."""
+    path = Path(path) if path is not None else token_path()
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise BridgeError(NO_TOKEN, f"no bridge token at {path}: {START_HINT}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BridgeError(NO_TOKEN, f"cannot read the bridge token {path}: {exc}") from None
+    if not token:
+        raise BridgeError(NO_TOKEN, f"the bridge token file {path} is empty: {START_HINT}")
+    return token
+
+
+# ----------------------------------------------------------------------------- client
+class BridgeClient:
+    """One connection to the bridge. Methods block at most ``timeout`` seconds per
+    network operation, except :meth:`events`/:meth:`edit` which wait for the job."""
+
+    def __init__(
+        self,
+        host: str = p.DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        client_name: str = "plugin_bridge.client",
+        limits: p.Limits = p.Limits(),
+    ) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.client_name = client_name
+        self.limits = limits
+        self._token = token
+        self._sock: socket.socket | None = None
+        self._stream: p.SocketStream | None = None
+        self._backlog: collections.deque[p.Message] = collections.deque()
+        self.welcome: p.Message | None = None
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> p.Message:
+        """Open the connection, handshake and authenticate. Returns the welcome message."""
+        if self._sock is not None:
+            return self.welcome
+        token = self._token if self._token is not None else read_token()
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except ConnectionRefusedError:
+            raise BridgeError(
+                NOT_RUNNING, f"no cds-desktop bridge at {self.host}:{self.port}: {START_HINT}"
+            ) from None
+        except OSError as exc:
+            raise BridgeError(
+                NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {START_HINT}"
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock, self._stream = sock, p.SocketStream(sock)
+        try:
+            self.welcome = self._authenticate(token)
+        except BaseException:
+            self.close()
+            raise
+        return self.welcome
+
+    def _authenticate(self, token: str) -> p.Message:
+        self._guard(lambda: p.write_handshake(self._stream))
+        version = self._guard(lambda: p.read_handshake(self._stream))
+        if version != p.PROTOCOL_VERSION:
+            raise BridgeError(
+                p.UNSUPPORTED_VERSION,
+                f"the bridge speaks protocol {version}, this client {p.PROTOCOL_VERSION}: "
+                "update the plug-in or cds-desktop",
+            )
+        self._send(p.hello(token, self.client_name))
+        reply = self._read(self.timeout)
+        if reply is None:
+            raise BridgeError(p.TIMEOUT, "the bridge did not answer the hello")
+        _raise_if_error(reply)
+        if reply.type != p.WELCOME:
+            raise BridgeError(p.BAD_REQUEST, f"expected welcome, got {reply.type!r}")
+        return reply
+
+    def close(self) -> None:
+        """Close the connection; the server cancels this connection's unfinished jobs."""
+        sock, self._sock, self._stream = self._sock, None, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> BridgeClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+    def ping(self) -> float:
+        """Round trip to the server; returns the seconds it took."""
+        self.connect()
+        nonce = uuid.uuid4().hex[:8]
+        started = time.monotonic()
+        self._send(p.ping(nonce))
+        deadline = started + self.timeout
+        while True:
+            msg = self._read(max(0.0, deadline - time.monotonic()), stash=False)
+            if msg is None:
+                raise BridgeError(p.TIMEOUT, f"no pong within {self.timeout:g} s")
+            if msg.type == p.PONG and msg.get("nonce") == nonce:
+                return time.monotonic() - started
+            self._backlog.append(msg)
+
+    def submit_edit(
+        self,
+        image_png: bytes,
+        source: str,
+        target: str,
+        mask_png: bytes | None = None,
+        settings: dict | None = None,
+        meta: dict | None = None,
+        offset: tuple[int, int] = (0, 0),
+    ) -> str:
+        """Send an edit; returns its job id. ``meta`` (any JSON object, e.g. the layer name)
+        and ``offset`` (the layer's x, y) come back unchanged in the result."""
+        self.connect()
+        job = uuid.uuid4().hex[:16]
+        self._send(p.edit(job, image_png, source, target, mask_png, settings, meta, offset))
+        return job
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the server to stop a job; its final message will be error CANCELLED
+        (or its result, if it finished first)."""
+        if self._sock is not None:
+            self._send(p.cancel(job_id))
+
+    def poll(self, timeout: float = 0.0) -> p.Message | None:
+        """The next message for any job, or None if none arrived within ``timeout`` seconds.
+
+        ``poll(0)`` never blocks waiting (a message that has started to arrive is read to
+        its end), so a Qt plug-in can call it from a QTimer.
+        """
+        if self._backlog:
+            return self._backlog.popleft()
+        if self._sock is None:
+            raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
+        return self._read(timeout, stash=False)
+
+    def events(self, job_id: str, timeout: float | None = None) -> Iterator[p.Message]:
+        """Yield the job's messages (queued, progress...) up to and including its final one
+        (result or error). ``timeout`` bounds the wait for each message (None: forever).
+        Messages of other jobs are kept for their own ``events``/``poll`` calls."""
+        while True:
+            msg = self._take(job_id)
+            if msg is None:
+                msg = self._read(timeout, stash=True, job_id=job_id)
+            if msg is None:
+                raise BridgeError(p.TIMEOUT, f"no news about job {job_id} for {timeout:g} s")
+            yield msg
+            if msg.is_final:
+                return
+
+    def edit(
+        self,
+        image_png: bytes,
+        source: str,
+        target: str,
+        mask_png: bytes | None = None,
+        settings: dict | None = None,
+        meta: dict | None = None,
+        offset: tuple[int, int] = (0, 0),
+        on_progress: Callable[[p.Message], None] | None = None,
+    ) -> p.Message:
+        """Submit an edit and wait for it. Returns the result message (PNG in
+        ``.parts["image"]``); raises BridgeError for an error reply."""
+        job = self.submit_edit(image_png, source, target, mask_png, settings, meta, offset)
+        for msg in self.events(job):
+            if msg.type == p.RESULT:
+                return msg
+            _raise_if_error(msg)
+            if on_progress is not None:
+                on_progress(msg)
+        raise BridgeError(CONNECTION_LOST, f"job {job} ended without a result")  # unreachable
+
+    # ------------------------------------------------------------------ internals
+    def _take(self, job_id: str) -> p.Message | None:
+        for i, msg in enumerate(self._backlog):
+            if msg.job == job_id:
+                del self._backlog[i]
+                return msg
+        return None
+
+    def _read(
+        self, timeout: float | None, stash: bool = False, job_id: str | None = None
+    ) -> p.Message | None:
+        """Read the next message (for ``job_id`` when stashing others). None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._sock is None:
+                raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
+            ready, _, _ = select.select([self._sock], [], [], left)
+            if not ready:
+                return None
+            msg = self._guard(lambda: p.read_message(self._stream, self.limits))
+            if msg.type == p.ERROR and msg.get("fatal"):
+                self.close()
+                if msg.job is None:
+                    _raise_if_error(msg)
+            if not stash or msg.job == job_id:
+                return msg
+            self._backlog.append(msg)
+
+    def _send(self, message: p.Message) -> None:
+        if self._stream is None:
+            raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
+        self._guard(lambda: p.write_message(self._stream, message))
+
+    def _guard(self, action):
+        try:
+            return action()
+        except p.ConnectionClosed:
+            self.close()
+            raise BridgeError(CONNECTION_LOST, "the bridge closed the connection") from None
+        except p.ProtocolError as exc:
+            self.close()
+            raise BridgeError(exc.code, f"protocol error: {exc.message}") from None
+        except (TimeoutError, socket.timeout):  # noqa: UP041 - distinct before Python 3.10
+            self.close()
+            raise BridgeError(
+                p.TIMEOUT, f"the bridge did not respond within {self.timeout:g} s"
+            ) from None
+        except OSError as exc:
+            self.close()
+            raise BridgeError(CONNECTION_LOST, f"connection to the bridge lost ({exc})") from None
+
+
+def _raise_if_error(msg: p.Message) -> None:
+    if msg.type == p.ERROR:
+        code = str(msg.get("code", p.INTERNAL))
+        raise BridgeError(code, f"{code}: {msg.get('message', 'unknown error')}")
+
+
+# ----------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m plugin_bridge.client",
+        description="Send a PNG to a running cds-desktop bridge (`cds-desktop --serve`) and "
+        "write the edited PNG.",
+    )
+    ap.add_argument("image", help="input PNG")
+    ap.add_argument("--source", required=True, help="prompt describing the input image")
+    ap.add_argument("--target", required=True, help="prompt describing the wanted image")
+    ap.add_argument("--mask", help="mask PNG, same size; white = edit, black = keep")
+    ap.add_argument("-o", "--output", required=True, help="output PNG (written atomically)")
+    ap.add_argument("--host", default=p.DEFAULT_HOST)
+    ap.add_argument("--port", type=int, default=DEFAULT_PORT)
+    ap.add_argument("--steps", type=int, help="optimisation steps (server default 200)")
+    ap.add_argument("--mode", choices=("cds", "dds"), help="cds (default) or plain dds")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--token-file", help=f"token file (default: {token_path()})")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    return ap
+
+
+def _read_png_file(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BridgeError(p.BAD_REQUEST, f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        read_png_size(data)
+    except PngError as exc:
+        raise BridgeError(p.BAD_REQUEST, f"{what} {path}: {exc}") from None
+    return data
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder + os.replace."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _progress_line(msg: p.Message) -> None:
+    if msg.type == p.QUEUED:
+        sys.stderr.write(f"queued (position {msg.get('position', '?')})\n")
+    elif msg.get("stage") == "loading":
+        sys.stderr.write(f"{msg.get('message') or 'loading model'}\n")
+    elif msg.type == p.PROGRESS and msg.get("total"):
+        sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}")
+        if msg.get("step") == msg.get("total"):
+            sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = {k: v for k, v in (("steps", args.steps), ("mode", args.mode), ("seed", args.seed))}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    try:
+        image = _read_png_file(args.image, "image")
+        mask = _read_png_file(args.mask, "mask") if args.mask else None
+        out_dir = Path(args.output).resolve().parent
+        if not out_dir.is_dir():
+            raise BridgeError(p.BAD_REQUEST, f"output folder {out_dir} does not exist")
+        token = read_token(args.token_file) if args.token_file else None
+        client = BridgeClient(args.host, args.port, token=token, timeout=args.timeout)
+        with client:
+            result = client.edit(
+                image, args.source, args.target, mask, settings, on_progress=_progress_line
+            )
+        write_atomic(args.output, result.parts["image"])
+    except BridgeError as exc:
+        sys.stderr.write(f"\nerror: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return 130
+    except OSError as exc:
+        sys.stderr.write(f"\nerror: cannot write {args.output}: {exc.strerror or exc}\n")
+        return 1
+    sys.stderr.write(f"wrote {args.output} ({result.get('elapsed', 0):.1f} s)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
