@@ -70,7 +70,8 @@ class CDSObjective:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """d(objective)/d(z_trg) for one explicit (t, eps). Latents (B, C, h, w); embeddings
-        (B or 1, L, D). Rows of a batch are independent edits. Returns a float32 tensor."""
+        (B or 1, L, D). Rows of a batch are independent edits. The result has z_trg's dtype
+        (keep the latents fp32 when the UNet runs in fp16/bf16)."""
         with self.session():
             return self.step_gradient(
                 z_src, z_trg, timestep, noise, uncond, cond_src, cond_trg, generator
@@ -83,7 +84,7 @@ class CDSObjective:
         s = self.settings
         b = z_trg.shape[0]
         t = torch.as_tensor(timestep, device=z_trg.device)
-        a_t = self._alphas(z_trg.device)[t]
+        a_t = self._alphas(z_trg.device)[t].to(z_trg.dtype)
         z_t_src = a_t.sqrt() * z_src + (1 - a_t).sqrt() * noise
         w_cut = s.effective_w_cut
         with torch.no_grad():
@@ -127,37 +128,34 @@ class CDSObjective:
             self._emb_cache[key] = (parts, torch.cat([p.expand(batch, -1, -1) for p in parts]))
         return self._emb_cache[key][1]
 
-    def _eps(
-        self, latents: torch.Tensor, t: torch.Tensor, embeddings: torch.Tensor
-    ) -> torch.Tensor:
-        return self.unet(
-            latents.to(self.unet.dtype), t, encoder_hidden_states=embeddings
-        ).sample.float()
+    def _eps(self, latents: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        out = self.unet(latents.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
+        return out.to(latents.dtype)
 
     def _cut_pass(self, z_trg, noise, a_t, t, cond_trg, reference, generator):
+        """Grad pass over the target-cond sample: eps(z_t_trg, y_trg) and w.r.t. z_trg the
+        gradient of sum over layers of PatchNCE(F_trg, sg(F_src))."""
         s = self.settings
         z = z_trg.detach().requires_grad_(True)
+        hw = tuple(z_trg.shape[-2:])
         with torch.enable_grad():
             z_t = a_t.sqrt() * z + (1 - a_t).sqrt() * noise
             self.store.select(slice(None))
-            eps = self.unet(z_t.to(self.unet.dtype), t, encoder_hidden_states=cond_trg).sample
+            eps = self._eps(z_t, t, cond_trg)
             query = self.store.take()
-            hw = tuple(z_trg.shape[-2:])
-            loss = z.new_zeros(())
-            for q, k in zip(query, reference):
-                loss = (
-                    loss
-                    + patch_nce(
-                        feature_grid(q.float(), hw),
-                        feature_grid(k.float(), hw),
-                        s.patch_sizes,
-                        s.n_patches,
-                        s.tau,
-                        generator,
-                    ).sum()
-                )
+            loss = sum(
+                patch_nce(
+                    feature_grid(q.to(z.dtype), hw),
+                    feature_grid(k.to(z.dtype), hw),
+                    s.patch_sizes,
+                    s.n_patches,
+                    s.tau,
+                    generator,
+                ).sum()
+                for q, k in zip(query, reference, strict=True)
+            )
             (grad,) = torch.autograd.grad(loss, z)
-        return eps.detach().float(), grad
+        return eps.detach(), grad
 
 
 # ----------------------------------------------------------------------------- the edit

@@ -1,0 +1,35 @@
+"""`cds-desktop` / `python -m cds_desktop`: the desktop app, or headless modes.
+
+    cds-desktop [IMAGE] [--model M]          the PyQt6 editor
+    cds-desktop --screenshot OUT.png [IMAGE] screenshot of the editor (works offscreen)
+    cds-desktop --serve [--port N] [--model M] headless plug-in bridge server
+    cds-desktop --self-test                  headless end-to-end check of this install
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--serve" in argv:
+        argv.remove("--serve")
+        from cds_desktop.bridge_server import serve_main
+
+        return serve_main(argv) or 0
+    if "--self-test" in argv:
+        argv.remove("--self-test")
+        from cds_desktop.selftest import main as selftest_main
+
+        return selftest_main(argv)
+    try:
+        from cds_desktop.app import main as app_main
+    except ImportError as exc:
+        print(f"cds-desktop: the desktop app needs PyQt6 ({exc}); install it with `pip install PyQt6`", file=sys.stderr)
+        return 2
+    return app_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
