@@ -21,6 +21,7 @@ from pathlib import Path
 from cds_desktop.engine import EditCancelled, EditError, EditSettings, run_edit
 from cds_desktop.engine.models import DEMO_MODEL, load_model
 from cds_desktop.engine.vae import BACKENDS
+from cds_desktop.logs import setup_logging
 
 log = logging.getLogger("cds_desktop.cli")
 OUTPUT_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -162,7 +163,7 @@ def say(args, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args = build_parser().parse_args(argv)
     try:
         run(args)

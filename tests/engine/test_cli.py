@@ -1,0 +1,81 @@
+"""cds-edit: outputs, and one clear error line (no traceback, no partial file) for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cds_desktop import cli
+
+BASE = ["--source", "a red square", "--model", "tiny-random", "--steps", "2", "--working-size", "32", "-q"]
+
+
+@pytest.fixture()
+def files(tmp_path):
+    img = np.full((24, 32, 3), 220, np.uint8)
+    img[6:18, 8:20] = (200, 30, 30)
+    Image.fromarray(img).save(tmp_path / "in.png")
+    mask = np.zeros((24, 32), np.uint8)
+    mask[4:20, 6:22] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(mask[:10]).save(tmp_path / "small_mask.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    return tmp_path
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_one_output_per_target(files, capsys):
+    out = files / "o.png"
+    code, stdout, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
+                              "--mask", str(files / "mask.png"), "-o", str(out)], capsys)
+    assert code == 0, err
+    written = sorted(p.name for p in files.glob("o-*.png"))
+    assert written == ["o-1-a-blue-square.png", "o-2-a-pig.png"]
+    src = np.array(Image.open(files / "in.png"))
+    res = np.array(Image.open(files / written[0]))
+    mask = np.array(Image.open(files / "mask.png")) > 0
+    assert res.shape == src.shape
+    assert np.array_equal(res[~mask], src[~mask])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.png", "--target", "x"], "file not found"),
+        (["broken.png", "--target", "x"], "cannot read it as an image"),
+        (["in.png", "--target", "x", "--mask", "small_mask.png"], "does not match the image size"),
+        (["in.png", "--target", "  "], "target prompt is empty"),
+        (["in.png", "--target", "x", "--steps", "0"], "steps=0"),
+        (["in.png", "--target", "x", "--model", "no/such/folder"], "model"),
+        (["in.png", "--target", "x", "-o", "out.xyz"], "unsupported extension"),
+    ],
+)
+def test_bad_input_one_error_line_no_output(files, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(files)
+    argv = [*args[:1], *BASE, *args[1:]]
+    if "-o" not in argv:
+        argv += ["-o", "result.png"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("cds-edit: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+    assert not (files / "result.png").exists()
+    assert not list(files.glob(".result*"))
+
+
+def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, monkeypatch):
+    from cds_desktop.engine.cds import CDSObjective
+
+    monkeypatch.setattr(CDSObjective, "step_gradient", lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")))
+    out = files / "nan.png"
+    code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
+    assert code == 2 and "diverged" in err
+    assert not out.exists()

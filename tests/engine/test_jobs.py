@@ -1,0 +1,72 @@
+"""The job queue: FIFO, events, cancel, failures that leave the worker alive."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from cds_desktop.engine import EditSettings
+from cds_desktop.engine.jobs import CANCELLED, DONE, FAILED, EditRequest, JobQueue
+
+FAST = EditSettings(steps=2, working_size=32)
+
+
+def _request(**kw):
+    img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    base = dict(image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random")
+    return EditRequest(**(base | kw))
+
+
+def _queue(tiny_model):
+    return JobQueue(loader=lambda spec, **kw: tiny_model if spec == "tiny-random" else _fail(spec))
+
+
+def _fail(spec):
+    from cds_desktop.engine.errors import ModelError
+
+    raise ModelError(f"model {spec!r} not found")
+
+
+def test_fifo_order_events_and_results(tiny_model):
+    q = _queue(tiny_model)
+    order, lock = [], threading.Lock()
+
+    def listener(ev):
+        with lock:
+            order.append((ev.job_id, ev.kind))
+
+    try:
+        jobs = [q.submit(_request(), listener) for _ in range(3)]
+        assert all(j.wait(120) for j in jobs)
+        assert [j.state for j in jobs] == [DONE] * 3
+        finished = [jid for jid, kind in order if kind == DONE]
+        assert finished == [j.id for j in jobs]
+        kinds = [k for jid, k in order if jid == jobs[0].id]
+        assert kinds[0] == "queued" and kinds[-1] == DONE and "progress" in kinds
+        assert jobs[0].result.image.shape == (24, 32, 4)
+    finally:
+        q.shutdown()
+
+
+def test_cancel_queued_job_and_failure_keep_worker_alive(tiny_model):
+    q = _queue(tiny_model)
+    try:
+        bad = q.submit(_request(model="missing-model"))
+        queued = q.submit(_request(settings=FAST.replace(steps=50)))
+        queued.cancel()
+        good = q.submit(_request())
+        assert bad.wait(60) and queued.wait(60) and good.wait(120)
+        assert bad.state == FAILED and "not found" in bad.error
+        assert queued.state == CANCELLED
+        assert good.state == DONE
+    finally:
+        q.shutdown()
+
+
+def test_shutdown_stops_the_worker(tiny_model):
+    q = _queue(tiny_model)
+    job = q.submit(_request(settings=FAST.replace(steps=10_000)))
+    q.shutdown(wait=True, timeout=60)
+    assert job.wait(1) and job.state == CANCELLED
+    assert not q._thread.is_alive()
