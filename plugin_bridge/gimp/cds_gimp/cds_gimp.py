@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""CDS Edit for GIMP 3: edit the active layer with Contrastive Denoising Score.
+
+Filters > AI > CDS Edit... sends the selected layer's pixels (inside the selection's
+bounding box plus a margin, or the whole layer on the canvas when nothing is selected) to a
+running ``cds-desktop --serve`` bridge, with the selection as the mask, and inserts the
+result as a new layer directly above the source, named after the target prompt, at the same
+place, inside one undo group. The source layer is only read. Inside the selection the new
+layer shows the edit; elsewhere in the box it is a bit-identical copy of the source; outside
+the box it does not exist (the layer is the size of the box).
+
+Install: copy the ``cds_gimp`` folder (with its ``cds_bridge`` sub-folder, added by
+tools/build_plugins.py) to ``~/.config/GIMP/3.0/plug-ins/`` and make ``cds_gimp.py``
+executable. GIMP 3.0 API only (Gimp.PlugIn, Gimp.ImageProcedure, GimpUi.ProcedureDialog).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cds_bridge import client as bridge_client  # noqa: E402
+from cds_bridge import pngcodec  # noqa: E402
+from cds_bridge import protocol as proto  # noqa: E402
+
+log = logging.getLogger("cds_gimp")
+
+PROC_NAME = "plug-in-cds-edit"
+BINARY = "cds_gimp"
+MENU_PATH = "<Image>/Filters/AI"
+RGBA_FORMAT = "R'G'B'A u8"
+MASK_FORMAT = "Y u8"
+MARGIN_FRACTION = 0.5
+MIN_MARGIN = 16
+MAX_LAYER_NAME = 60
+HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
+
+
+class PluginError(Exception):
+    """A user mistake or a refused image; ``str()`` is one user-readable line."""
+
+
+# ----------------------------------------------------------------------------- geometry
+class Rect(NamedTuple):
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @property
+    def empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    def intersect(self, other: Rect) -> Rect:
+        left, top = max(self.left, other.left), max(self.top, other.top)
+        right = min(self.left + self.width, other.left + other.width)
+        bottom = min(self.top + self.height, other.top + other.height)
+        return Rect(left, top, max(0, right - left), max(0, bottom - top))
+
+    def grow(self, margin: int) -> Rect:
+        return Rect(
+            self.left - margin, self.top - margin, self.width + 2 * margin, self.height + 2 * margin
+        )
+
+    def gegl(self, dx: int = 0, dy: int = 0) -> Any:
+        """As a Gegl.Rectangle, shifted by (dx, dy) (image -> drawable coordinates)."""
+        return Gegl.Rectangle.new(self.left + dx, self.top + dy, self.width, self.height)
+
+
+def context_margin(box: Rect) -> int:
+    return max(MIN_MARGIN, int(round(MARGIN_FRACTION * max(box.width, box.height))))
+
+
+def layer_name(target: str) -> str:
+    name = " ".join(target.split())
+    if len(name) > MAX_LAYER_NAME:
+        name = name[: MAX_LAYER_NAME - 1].rstrip() + "\u2026"
+    return name or "CDS edit"
+
+
+# ----------------------------------------------------------------------------- GIMP reads
+def _ints(values: Any) -> list[int]:
+    """The integers of a GI out-tuple, dropping its leading success/non-empty booleans."""
+    items = list(values) if isinstance(values, (tuple, list)) else [values]
+    return [int(v) for v in items if not isinstance(v, bool)]
+
+
+def drawable_offsets(drawable: Any) -> tuple[int, int]:
+    """GIMP 3.0: ``get_offsets()`` -> (success, x, y)."""
+    x, y = _ints(drawable.get_offsets())[-2:]
+    return x, y
+
+
+def selection_box(image: Any) -> Rect | None:
+    """GIMP 3.0: ``Gimp.Selection.bounds(image)`` -> (success, non_empty, x1, y1, x2, y2)."""
+    values = list(Gimp.Selection.bounds(image))
+    flags = [v for v in values if isinstance(v, bool)]
+    x1, y1, x2, y2 = _ints(values)[-4:]
+    if (flags and not flags[-1]) or x2 <= x1 or y2 <= y1:
+        return None
+    return Rect(x1, y1, x2 - x1, y2 - y1)
+
+
+def check_target(image: Any, drawables: Any) -> Any:
+    """The one layer to edit, or PluginError saying why not."""
+    drawables = list(drawables or [])
+    if len(drawables) != 1:
+        raise PluginError(f"{len(drawables)} layers are selected: select exactly one layer")
+    drawable = drawables[0]
+    if not isinstance(drawable, Gimp.Layer):
+        raise PluginError("the selected item is not a layer (a channel or mask): pick a layer")
+    if drawable.is_group():
+        raise PluginError(f"'{drawable.get_name()}' is a layer group: pick a normal layer")
+    if image.get_base_type() != Gimp.ImageBaseType.RGB:
+        raise PluginError("CDS needs an RGB image: use Image > Mode > RGB first")
+    return drawable
+
+
+def plan_box(image: Any, drawable: Any) -> tuple[Rect, bool]:
+    """The box (image coordinates) to send and whether a selection limits the edit."""
+    x, y = drawable_offsets(drawable)
+    canvas = Rect(0, 0, image.get_width(), image.get_height())
+    content = Rect(x, y, drawable.get_width(), drawable.get_height()).intersect(canvas)
+    if content.empty:
+        raise PluginError(f"the layer '{drawable.get_name()}' is outside the canvas")
+    selected = selection_box(image)
+    if selected is None:
+        return content, False
+    if selected.intersect(content).empty:
+        raise PluginError(
+            "the selection does not overlap the layer: select part of it "
+            "(or Select > None to edit the whole layer)"
+        )
+    return selected.grow(context_margin(selected)).intersect(content), True
+
+
+def read_rgba(drawable: Any, box: Rect) -> bytes:
+    x, y = drawable_offsets(drawable)
+    buffer = drawable.get_buffer()
+    data = bytes(buffer.get(box.gegl(-x, -y), 1.0, RGBA_FORMAT, Gegl.AbyssPolicy.CLAMP))
+    if len(data) != box.width * box.height * 4:
+        raise PluginError(f"GIMP returned {len(data)} bytes for a {box.width}x{box.height} area")
+    return data
+
+
+def read_mask(image: Any, box: Rect) -> bytes:
+    """The selection inside ``box``: one byte (0..255) per pixel."""
+    buffer = image.get_selection().get_buffer()
+    mask = bytes(buffer.get(box.gegl(), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
+    if not any(mask):
+        raise PluginError("the selection is empty inside the layer: select what to edit")
+    return mask
+
+
+# ----------------------------------------------------------------------------- GIMP writes
+def insert_result(image: Any, source: Any, box: Rect, rgba: bytes, name: str) -> Any:
+    """A new layer right above ``source`` at ``box``, in one undo group."""
+    if len(rgba) != box.width * box.height * 4:
+        raise PluginError(f"the result has {len(rgba)} bytes, expected {box.width}x{box.height}")
+    image.undo_group_start()
+    try:
+        layer = Gimp.Layer.new(
+            image,
+            name,
+            box.width,
+            box.height,
+            Gimp.ImageType.RGBA_IMAGE,
+            100.0,
+            Gimp.LayerMode.NORMAL,
+        )
+        position = image.get_item_position(source)
+        if not image.insert_layer(layer, source.get_parent(), position):
+            raise PluginError(f"GIMP refused to add the layer '{name}'")
+        layer.set_offsets(box.left, box.top)
+        buffer = layer.get_buffer()
+        buffer.set(Rect(0, 0, box.width, box.height).gegl(), RGBA_FORMAT, rgba)
+        buffer.flush()
+        layer.update(0, 0, box.width, box.height)
+    finally:
+        image.undo_group_end()
+    return layer
+
+
+# ----------------------------------------------------------------------------- the edit
+@dataclass(frozen=True)
+class EditParams:
+    source: str
+    target: str
+    mode: str = "cds"
+    steps: int = 200
+    extra_settings: tuple = ()
+
+    def settings(self) -> dict:
+        return {**dict(self.extra_settings), "mode": self.mode, "steps": int(self.steps)}
+
+
+def check_params(params: EditParams) -> None:
+    if not params.source.strip():
+        raise PluginError("the source prompt is empty: describe what the layer shows now")
+    if not params.target.strip():
+        raise PluginError("the target prompt is empty: describe what it should show")
+    if params.mode not in ("cds", "dds"):
+        raise PluginError(f"mode {params.mode!r}: expected cds or dds")
+
+
+class Progress:
+    """GIMP's progress bar (the image window's status bar)."""
+
+    def start(self, text: str) -> None:
+        Gimp.progress_init(text)
+
+    def update(self, text: str, fraction: float | None) -> None:
+        Gimp.progress_set_text(text)
+        if fraction is not None:
+            Gimp.progress_update(fraction)
+        else:
+            Gimp.progress_pulse()
+
+    def end(self) -> None:
+        Gimp.progress_end()
+
+
+def wait_for_result(client: Any, job: str, progress: Progress) -> bytes:
+    """Block (GIMP itself stays responsive: plug-ins run in their own process)."""
+    for msg in client.events(job):
+        if msg.type == proto.RESULT:
+            return msg.parts.get("image", b"")
+        if msg.type == proto.ERROR:
+            raise bridge_client.BridgeError(str(msg.get("code")), _error_text(msg))
+        if msg.type == proto.QUEUED:
+            progress.update(f"CDS: queued (position {msg.get('position', '?')})", None)
+        elif msg.type == proto.PROGRESS and msg.get("total"):
+            step, total = int(msg.get("step") or 0), int(msg["total"])
+            progress.update(f"CDS: step {step}/{total}", min(1.0, step / total))
+        elif msg.type == proto.PROGRESS:
+            progress.update(f"CDS: {msg.get('message') or 'loading the model'}", None)
+    raise PluginError("the bridge ended the job without a result")
+
+
+def _error_text(msg: Any) -> str:
+    if msg.get("code") == proto.CANCELLED:
+        return "the edit was cancelled"
+    return f"{msg.get('code', 'ERROR')}: {msg.get('message', '')}"
+
+
+def edit_layer(
+    image: Any, drawable: Any, params: EditParams, client: Any, progress: Progress
+) -> Any:
+    """Read, send, wait, insert. Returns the new layer. Raises user-readable errors."""
+    check_params(params)
+    box, selected = plan_box(image, drawable)
+    rgba = read_rgba(drawable, box)
+    mask = read_mask(image, box) if selected else None
+    image_png = pngcodec.encode_png(box.width, box.height, rgba, channels=4)
+    mask_png = pngcodec.encode_png(box.width, box.height, mask, channels=1) if mask else None
+    progress.start(f"CDS: sending {box.width}x{box.height} pixels")
+    try:
+        job = client.submit_edit(
+            image_png,
+            params.source,
+            params.target,
+            mask_png=mask_png,
+            settings=params.settings(),
+            meta={"layer": drawable.get_name(), "box": list(box)},
+            offset=(box.left, box.top),
+        )
+        result = pngcodec.decode_png(wait_for_result(client, job, progress))
+    finally:
+        progress.end()
+    if (result.width, result.height) != (box.width, box.height):
+        raise PluginError(
+            f"the result is {result.width}x{result.height}, expected {box.width}x{box.height}"
+        )
+    return insert_result(image, drawable, box, result.rgba, layer_name(params.target))
+
+
+def bridge_address() -> tuple[str, int]:
+    host = os.environ.get(HOST_ENV, "").strip() or proto.DEFAULT_HOST
+    raw = os.environ.get(PORT_ENV, "").strip()
+    try:
+        port = int(raw) if raw else bridge_client.DEFAULT_PORT
+    except ValueError:
+        raise PluginError(f"${PORT_ENV}={raw!r}: expected a port number") from None
+    return host, port
+
+
+def make_client() -> Any:
+    host, port = bridge_address()
+    return bridge_client.BridgeClient(host, port, timeout=30.0, client_name="cds-gimp")
+
+
+# ----------------------------------------------------------------------------- procedure
+def params_from(config: Any) -> EditParams:
+    return EditParams(
+        source=str(config.get_property("source") or ""),
+        target=str(config.get_property("target") or ""),
+        mode=str(config.get_property("mode") or "cds"),
+        steps=int(config.get_property("steps")),
+    )
+
+
+def show_dialog(procedure: Any, config: Any) -> bool:
+    GimpUi.init(BINARY)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "CDS Edit")
+    dialog.fill(["source", "target", "mode", "steps"])
+    accepted = bool(dialog.run())
+    dialog.destroy()
+    return accepted
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    """The procedure's run function (GIMP 3.0 ImageProcedure signature)."""
+    if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        drawable = check_target(image, drawables)
+        with make_client() as client:
+            edit_layer(image, drawable, params_from(config), client, Progress())
+    except (PluginError, bridge_client.BridgeError, pngcodec.PngError) as exc:
+        return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc)))
+    Gimp.displays_flush()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _mode_choice() -> Any:
+    choice = Gimp.Choice.new()
+    choice.add("cds", 0, "CDS (keeps structure)", "")
+    choice.add("dds", 1, "DDS (baseline)", "")
+    return choice
+
+
+def add_arguments(procedure: Any) -> None:
+    rw = GObject.ParamFlags.READWRITE
+    procedure.add_string_argument("source", "_Source prompt", "What the layer shows now", "", rw)
+    procedure.add_string_argument("target", "_Target prompt", "What it should show", "", rw)
+    procedure.add_choice_argument("mode", "_Mode", "CDS or plain DDS", _mode_choice(), "cds", rw)
+    procedure.add_int_argument("steps", "S_teps", "Optimisation steps", 1, 2000, 200, rw)
+
+
+class CdsGimp(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("CDS _Edit...")
+        procedure.add_menu_path(MENU_PATH)
+        procedure.set_documentation(
+            "Edit the layer with Contrastive Denoising Score",
+            "Sends the layer (inside the selection, if any) to a running cds-desktop "
+            "bridge and adds the edited pixels as a new layer above it.",
+            name,
+        )
+        procedure.set_attribution("cds-desktop", "cds-desktop", "2024")
+        add_arguments(procedure)
+        return procedure
+
+
+if __name__ == "__main__":
+    Gimp.main(CdsGimp.__gtype__, sys.argv)

@@ -1,0 +1,186 @@
+"""The docker's contents: prompts, mode, steps, Edit/Cancel, a progress bar and a status line.
+
+Plain Qt (no ``krita`` import), so it runs in the docker, under kritarunner and in pytest-qt.
+Waiting never blocks the GUI thread: a QTimer calls :meth:`EditSession.poll`, which only
+reads messages that have already arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .logic import EditParams, KritaDocument, KritaNode, PluginError
+from .qt import QtCore, QtWidgets
+from .session import RUNNING, EditSession, Update, make_client, user_message
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+DEFAULT_STEPS = 200
+MODES = (("CDS (keeps structure)", "cds"), ("DDS (baseline)", "dds"))
+
+#: Returns the document and the layer to edit, or raises PluginError.
+TargetProvider = Callable[[], "tuple[KritaDocument, KritaNode]"]
+
+
+class CdsPanel(QtWidgets.QWidget):
+    """Emits ``finished(ok, text)`` when an edit ends (done, failed or cancelled)."""
+
+    finished = QtCore.pyqtSignal(bool, str)
+
+    def __init__(
+        self,
+        target_provider: TargetProvider,
+        client_factory: Callable[[], Any] = make_client,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._target_provider = target_provider
+        self._client_factory = client_factory
+        self._client: Any = None
+        self.session: EditSession | None = None
+        #: Extra EditSettings fields sent with every edit (e.g. {"seed": 3}).
+        self.extra_settings: dict = {}
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self._poll)
+        self._build()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.source_edit = QtWidgets.QLineEdit(self)
+        self.source_edit.setPlaceholderText("what the layer shows now, e.g. a cat")
+        self.target_edit = QtWidgets.QLineEdit(self)
+        self.target_edit.setPlaceholderText("what it should show, e.g. a dog")
+        self.mode_combo = QtWidgets.QComboBox(self)
+        for label, mode in MODES:
+            self.mode_combo.addItem(label, mode)
+        self.steps_spin = QtWidgets.QSpinBox(self)
+        self.steps_spin.setRange(1, 2000)
+        self.steps_spin.setValue(DEFAULT_STEPS)
+        self.edit_button = QtWidgets.QPushButton("Edit", self)
+        self.cancel_button = QtWidgets.QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.progress = QtWidgets.QProgressBar(self)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.status = QtWidgets.QLabel("select a paint layer (and optionally an area)", self)
+        self.status.setWordWrap(True)
+        self.edit_button.clicked.connect(self.start_edit)
+        self.cancel_button.clicked.connect(self.cancel_edit)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        form = QtWidgets.QFormLayout()
+        form.addRow("Source", self.source_edit)
+        form.addRow("Target", self.target_edit)
+        form.addRow("Mode", self.mode_combo)
+        form.addRow("Steps", self.steps_spin)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.edit_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ------------------------------------------------------------------ actions
+    def params(self) -> EditParams:
+        return EditParams(
+            source=self.source_edit.text().strip(),
+            target=self.target_edit.text().strip(),
+            mode=str(self.mode_combo.currentData()),
+            steps=int(self.steps_spin.value()),
+            extra_settings=dict(self.extra_settings),
+        )
+
+    @property
+    def busy(self) -> bool:
+        return self.session is not None and self.session.state == RUNNING
+
+    def start_edit(self) -> None:
+        if self.busy:
+            return
+        try:
+            doc, node = self._target_provider()
+            session = EditSession(self._connected_client(), doc, node, self.params())
+            self._show(session.start())
+        except Exception as exc:  # every failure becomes a status line
+            self._drop_client_if_closed()
+            self._end(False, user_message(exc))
+            return
+        self.session = session
+        self._set_running(True)
+        self._timer.start()
+
+    def cancel_edit(self) -> None:
+        if not self.busy:
+            return
+        try:
+            self.session.cancel()
+            self._show(Update("cancelling..."))
+        except Exception as exc:
+            self._end(False, user_message(exc))
+
+    def shutdown(self) -> None:
+        """Stop polling and close the connection (the server cancels unfinished jobs)."""
+        self._timer.stop()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # ------------------------------------------------------------------ internals
+    def _connected_client(self) -> Any:
+        if self._client is None or not self._client.connected:
+            self._client = self._client_factory()
+        self._client.connect()
+        return self._client
+
+    def _drop_client_if_closed(self) -> None:
+        if self._client is not None and not self._client.connected:
+            self._client = None
+
+    def _poll(self) -> None:
+        if self.session is None:
+            self._timer.stop()
+            return
+        try:
+            update = self.session.poll()
+        except Exception as exc:  # e.g. Krita refused the new layer
+            log.exception("polling the bridge failed")
+            self.session.state = "failed"
+            update = Update(user_message(exc), finished=True)
+        if update is None:
+            return
+        self._show(update)
+        if update.finished:
+            self._drop_client_if_closed()
+            self._end(update.ok, update.text)
+
+    def _show(self, update: Update) -> None:
+        if update.fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(int(round(update.fraction * 100)))
+        self.status.setText(update.text)
+
+    def _end(self, ok: bool, text: str) -> None:
+        self._timer.stop()
+        self._set_running(False)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(100 if ok else 0)
+        self.status.setText(text)
+        self.finished.emit(ok, text)
+
+    def _set_running(self, running: bool) -> None:
+        self.edit_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+
+def no_document_error() -> PluginError:
+    return PluginError("no open document: open or create an image first")

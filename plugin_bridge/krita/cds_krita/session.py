@@ -1,0 +1,183 @@
+"""One edit from Krita through the bridge, driven by polling so Krita never blocks.
+
+``EditSession.start()`` reads the layer (see :mod:`.logic`), encodes PNGs and submits the job;
+the docker then calls ``poll()`` from a QTimer: it reads whatever messages have arrived
+without waiting, and on the result inserts the new layer. No Qt here: the same object runs
+in the docker, in kritarunner tests and in unit tests with a fake document and client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .cds_bridge import client as bridge_client
+from .cds_bridge import pngcodec
+from .cds_bridge import protocol as proto
+from .logic import (
+    Crop,
+    EditParams,
+    KritaDocument,
+    KritaNode,
+    PluginError,
+    check_params,
+    insert_result,
+    layer_name,
+    read_crop,
+)
+
+log = logging.getLogger(__name__)
+
+CLIENT_NAME = "cds-krita"
+#: Environment overrides for where the bridge listens (defaults: 127.0.0.1:47860).
+HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
+#: Most messages handled per poll, so one timer tick stays short.
+MAX_MESSAGES_PER_POLL = 32
+
+RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True)
+class Update:
+    """What the docker shows after a poll."""
+
+    text: str
+    fraction: float | None = None  # 0..1; None = unknown (busy indicator)
+    finished: bool = False
+    ok: bool = False
+
+
+def bridge_address() -> tuple[str, int]:
+    """(host, port) of the bridge: $CDS_BRIDGE_HOST / $CDS_BRIDGE_PORT or the defaults."""
+    host = os.environ.get(HOST_ENV, "").strip() or proto.DEFAULT_HOST
+    raw = os.environ.get(PORT_ENV, "").strip()
+    if not raw:
+        return host, bridge_client.DEFAULT_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise PluginError(f"${PORT_ENV}={raw!r}: expected a port number") from None
+    if not 1 <= port <= 65535:
+        raise PluginError(f"${PORT_ENV}={port}: expected a port number in 1..65535")
+    return host, port
+
+
+def make_client(timeout: float = 10.0) -> bridge_client.BridgeClient:
+    host, port = bridge_address()
+    return bridge_client.BridgeClient(host, port, timeout=timeout, client_name=CLIENT_NAME)
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for the status label, never a traceback."""
+    if isinstance(exc, (PluginError, bridge_client.BridgeError, pngcodec.PngError)):
+        return str(exc)
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+class EditSession:
+    """Submit one edit and, when its result arrives, insert it above the source layer."""
+
+    def __init__(
+        self, client: Any, doc: KritaDocument, node: KritaNode, params: EditParams
+    ) -> None:
+        self.client, self.doc, self.node, self.params = client, doc, node, params
+        self.state = RUNNING
+        self.job: str | None = None
+        self.crop: Crop | None = None
+        self.new_layer: KritaNode | None = None
+        self.error: str | None = None
+
+    # ------------------------------------------------------------------ start / cancel
+    def start(self) -> Update:
+        """Read the layer and submit. Raises PluginError/BridgeError (user-readable)."""
+        check_params(self.params)
+        crop = read_crop(self.doc, self.node)
+        box = crop.box
+        image_png = pngcodec.encode_png(box.width, box.height, crop.rgba, channels=4)
+        mask_png = None
+        if crop.mask is not None:
+            mask_png = pngcodec.encode_png(box.width, box.height, crop.mask, channels=1)
+        self.job = self.client.submit_edit(
+            image_png,
+            self.params.source,
+            self.params.target,
+            mask_png=mask_png,
+            settings=self.params.settings(),
+            meta={"layer": crop.layer_name, "box": list(box)},
+            offset=(box.left, box.top),
+        )
+        self.crop = crop
+        log.info("submitted job %s: %dx%d at (%d, %d)", self.job, *box[2:], *box[:2])
+        return Update(f"sent {box.width}x{box.height} pixels of '{crop.layer_name}'")
+
+    def cancel(self) -> None:
+        if self.state == RUNNING and self.job is not None:
+            self.client.cancel(self.job)
+
+    # ------------------------------------------------------------------ polling
+    def poll(self) -> Update | None:
+        """Handle the messages that have arrived (never waits). None if there were none."""
+        update = None
+        for _ in range(MAX_MESSAGES_PER_POLL):
+            if self.state != RUNNING:
+                break
+            try:
+                msg = self.client.poll(0)
+            except bridge_client.BridgeError as exc:
+                return self._fail(str(exc))
+            if msg is None:
+                break
+            update = self.handle(msg) or update
+        return update
+
+    def handle(self, msg: Any) -> Update | None:
+        """React to one message; messages of other jobs are ignored."""
+        if msg.job != self.job:
+            return None
+        if msg.type == proto.QUEUED:
+            return Update(f"queued (position {msg.get('position', '?')})")
+        if msg.type == proto.PROGRESS:
+            return _progress_update(msg)
+        if msg.type == proto.RESULT:
+            return self._finish(msg)
+        if msg.type == proto.ERROR:
+            if msg.get("code") == proto.CANCELLED:
+                self.state = CANCELLED
+                return Update("cancelled", finished=True)
+            return self._fail(f"{msg.get('code', 'ERROR')}: {msg.get('message', '')}")
+        return None
+
+    def _finish(self, msg: Any) -> Update:
+        try:
+            self.new_layer = self._insert(msg.parts.get("image", b""))
+        except (PluginError, pngcodec.PngError) as exc:
+            return self._fail(user_message(exc))
+        self.state = DONE
+        seconds = msg.get("elapsed")
+        took = f" in {float(seconds):.1f} s" if isinstance(seconds, (int, float)) else ""
+        return Update(f"done{took}: new layer '{self.new_layer.name()}'", 1.0, True, True)
+
+    def _insert(self, png: bytes) -> KritaNode:
+        box = self.crop.box
+        image = pngcodec.decode_png(png)
+        if (image.width, image.height) != (box.width, box.height):
+            raise PluginError(
+                f"the result is {image.width}x{image.height}, expected {box.width}x{box.height}"
+            )
+        name = layer_name(self.params.target)
+        return insert_result(self.doc, self.node, box, image.rgba, name)
+
+    def _fail(self, text: str) -> Update:
+        self.state, self.error = FAILED, text
+        log.warning("edit failed: %s", text)
+        return Update(text, finished=True)
+
+
+def _progress_update(msg: Any) -> Update:
+    step, total = msg.get("step"), msg.get("total")
+    if msg.get("stage") == "loading" or not total:
+        return Update(str(msg.get("message") or "loading the model"))
+    fraction = max(0.0, min(1.0, float(step or 0) / float(total)))
+    return Update(f"step {step}/{total}", fraction)

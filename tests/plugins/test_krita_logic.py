@@ -1,0 +1,247 @@
+"""The Krita plug-in's pure logic and edit session against a fake Krita document.
+
+The plug-in is imported as built by tools/build_plugins.py (vendored bridge client), not
+from the source tree. The same code runs inside real Krita in test_krita_real.py.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from .conftest import FAST_SETTINGS, import_from
+from .fake_krita import FakeNode, FakeSelection, document_with_layer, gradient
+
+
+@pytest.fixture(scope="module")
+def kp(staged):
+    """The plug-in's modules: logic, session, and the vendored pngcodec/protocol."""
+    session = import_from(staged["krita"], "cds_krita.session", ("cds_krita",))
+    import cds_krita.logic as logic
+    from cds_krita.cds_bridge import pngcodec, protocol
+
+    return types.SimpleNamespace(logic=logic, session=session, png=pngcodec, proto=protocol)
+
+
+def rgba_of(box, rgba_at=gradient) -> bytes:
+    x0, y0, w, h = box
+    return b"".join(bytes(rgba_at(x, y)) for y in range(y0, y0 + h) for x in range(x0, x0 + w))
+
+
+# ----------------------------------------------------------------------------- pixels
+def test_swap_red_blue_converts_bgra_to_rgba_and_back(kp):
+    bgra = bytes([1, 2, 3, 4, 10, 20, 30, 40])
+    assert kp.logic.bgra_to_rgba(bgra) == bytes([3, 2, 1, 4, 30, 20, 10, 40])
+    assert kp.logic.rgba_to_bgra(kp.logic.bgra_to_rgba(bgra)) == bgra
+    with pytest.raises(kp.logic.PluginError, match="4-byte pixels"):
+        kp.logic.swap_red_blue(b"\x00" * 6)
+
+
+# ----------------------------------------------------------------------------- reading
+def test_selection_box_grows_by_margin_and_mask_is_the_selection(kp):
+    doc, layer = document_with_layer(64, 48)
+    doc.sel = FakeSelection.rectangle(20, 14, 16, 12)
+    crop = kp.logic.read_crop(doc, layer)
+    margin = kp.logic.context_margin(kp.logic.Rect(20, 14, 16, 12))
+    assert margin == 16
+    assert crop.box == (4, 0, 48, 42)  # top edge clipped to the canvas
+    assert crop.rgba == rgba_of(crop.box)  # RGBA order, image coordinates
+    mask = [crop.mask[j * 48 + i] for j in range(42) for i in range(48)]
+    inside = [255 if 16 <= i < 32 and 14 <= j < 26 else 0 for j in range(42) for i in range(48)]
+    assert mask == inside
+    assert crop.layer_name == "Source"
+
+
+def test_box_is_clipped_to_a_moved_layer_and_the_canvas(kp):
+    doc, layer = document_with_layer(64, 48)
+    layer.move(10, -6)  # content now covers x 10..73, y -6..41
+    crop = kp.logic.read_crop(doc, layer)
+    assert crop.box == (10, 0, 54, 42)
+    assert crop.mask is None
+    shifted = rgba_of(crop.box, lambda x, y: gradient(x - 10, y + 6))
+    assert crop.rgba == shifted
+
+    doc.sel = FakeSelection.rectangle(2, 30, 12, 6)  # partly left of the layer
+    crop = kp.logic.read_crop(doc, layer)
+    assert crop.box == (10, 14, 20, 28)
+
+
+def test_no_selection_sends_the_whole_layer_on_the_canvas(kp):
+    doc, layer = document_with_layer(40, 30)
+    crop = kp.logic.read_crop(doc, layer)
+    assert crop.box == (0, 0, 40, 30) and crop.mask is None
+
+
+@pytest.mark.parametrize(
+    ("model", "depth", "node_type", "message"),
+    [
+        ("RGBA", "U16", "paintlayer", "8-bit RGBA"),
+        ("RGBA", "F32", "paintlayer", "RGBA/F32"),
+        ("CMYKA", "U8", "paintlayer", "CMYKA/U8"),
+        ("RGBA", "U8", "vectorlayer", "select a paint layer"),
+    ],
+)
+def test_refuses_layers_it_cannot_edit(kp, model, depth, node_type, message):
+    doc, layer = document_with_layer(8, 8)
+    layer._model, layer._depth, layer._type = model, depth, node_type
+    with pytest.raises(kp.logic.PluginError, match=message):
+        kp.logic.read_crop(doc, layer)
+    with pytest.raises(kp.logic.PluginError, match="no active layer"):
+        kp.logic.check_layer(None)
+
+
+def test_refuses_selection_outside_the_layer_and_empty_layers(kp):
+    doc, layer = document_with_layer(32, 32)
+    layer.move(40, 0)  # entirely off the canvas
+    with pytest.raises(kp.logic.PluginError, match="empty on the canvas"):
+        kp.logic.read_crop(doc, layer)
+    layer.move(-40, 0)
+    doc.sel = FakeSelection.rectangle(100, 100, 4, 4)
+    with pytest.raises(kp.logic.PluginError, match="does not overlap"):
+        kp.logic.read_crop(doc, layer)
+
+
+def test_layer_name_is_the_target_prompt_on_one_short_line(kp):
+    assert kp.logic.layer_name("  a   red\ncar ") == "a red car"
+    long = kp.logic.layer_name("word " * 40)
+    assert len(long) == kp.logic.MAX_LAYER_NAME and long.endswith("\u2026")
+    assert kp.logic.layer_name("   ") == "CDS edit"
+
+
+# ----------------------------------------------------------------------------- writing
+def test_insert_result_adds_a_layer_above_the_source_at_the_box(kp):
+    doc, layer = document_with_layer(16, 12)
+    top = FakeNode("Top")
+    doc.root.addChildNode(top, layer)
+    before = dict(layer.pixels)
+    box = kp.logic.Rect(3, 2, 4, 5)
+    rgba = bytes(range(4 * 4 * 5))
+    new = kp.logic.insert_result(doc, layer, box, rgba, "a dog")
+    assert [n.name() for n in doc.root.childNodes()] == ["Source", "a dog", "Top"]
+    assert new.pixelData(3, 2, 4, 5) == kp.logic.rgba_to_bgra(rgba)
+    assert new.pixelData(0, 0, 3, 1) == b"\x00" * 12  # transparent outside the box
+    assert layer.pixels == before and layer.writes == 0
+    assert doc.refreshes == 1
+    with pytest.raises(kp.logic.PluginError, match="expected 4x5"):
+        kp.logic.insert_result(doc, layer, box, rgba[:-4], "short")
+
+
+# ----------------------------------------------------------------------------- session
+class ScriptedClient:
+    """Stands in for BridgeClient: records the submission, replays scripted messages."""
+
+    def __init__(self, messages) -> None:
+        self.messages = list(messages)
+        self.submitted: dict = {}
+        self.cancelled: list[str] = []
+        self.connected = True
+
+    def submit_edit(self, image_png, source, target, mask_png=None, **kw):
+        self.submitted = dict(image=image_png, source=source, target=target, mask=mask_png, **kw)
+        return "job1"
+
+    def poll(self, timeout=0.0):
+        return self.messages.pop(0) if self.messages else None
+
+    def cancel(self, job):
+        self.cancelled.append(job)
+
+
+def test_session_submits_crop_and_inserts_the_result(kp):
+    doc, layer = document_with_layer(64, 48)
+    doc.sel = FakeSelection.rectangle(20, 14, 16, 12)
+    box = (4, 0, 48, 42)
+    result = bytes([9, 8, 7, 255]) * (48 * 42)
+    msg = kp.proto.Message
+    client = ScriptedClient(
+        [
+            msg("queued", "job1", position=1),
+            msg("progress", "other-job", step=1, total=2),
+            msg("progress", "job1", step=1, total=2),
+            msg("result", "job1", parts={"image": kp.png.encode_png(48, 42, result)}, elapsed=1.5),
+        ]
+    )
+    params = kp.logic.EditParams("a cat", "a dog", mode="dds", steps=7)
+    session = kp.session.EditSession(client, doc, layer, params)
+    assert "48x42" in session.start().text
+    sent = kp.png.decode_png(client.submitted["image"])
+    assert (sent.width, sent.height) == (48, 42) and sent.rgba == rgba_of(box)
+    assert client.submitted["settings"] == {"mode": "dds", "steps": 7}
+    assert client.submitted["offset"] == (4, 0)
+    assert kp.png.decode_png(client.submitted["mask"]).rgba[4 * (14 * 48 + 16)] == 255
+    update = session.poll()
+    assert session.state == "done" and update.finished and update.ok
+    assert [n.name() for n in doc.root.childNodes()] == ["Source", "a dog"]
+    assert session.new_layer.pixelData(*box) == kp.logic.rgba_to_bgra(result)
+
+
+def test_session_reports_errors_cancel_and_bad_results_without_adding_layers(kp):
+    doc, layer = document_with_layer(16, 16)
+    msg, params = kp.proto.Message, kp.logic.EditParams("a cat", "a dog")
+    failing = ScriptedClient([msg("error", "job1", code="EDIT_FAILED", message="diverged")])
+    session = kp.session.EditSession(failing, doc, layer, params)
+    session.start()
+    update = session.poll()
+    assert session.state == "failed" and "EDIT_FAILED: diverged" in update.text
+
+    cancelling = ScriptedClient([msg("error", "job1", code="CANCELLED", message="by client")])
+    session = kp.session.EditSession(cancelling, doc, layer, params)
+    session.start()
+    session.cancel()
+    assert cancelling.cancelled == ["job1"]
+    assert session.poll().text == "cancelled" and session.state == "cancelled"
+
+    wrong_size = kp.png.encode_png(8, 8, b"\x00" * 256)
+    bad = ScriptedClient([msg("result", "job1", parts={"image": wrong_size})])
+    session = kp.session.EditSession(bad, doc, layer, params)
+    session.start()
+    assert "expected 16x16" in session.poll().text and session.state == "failed"
+    assert [n.name() for n in doc.root.childNodes()] == ["Source"]
+
+
+def test_session_refuses_empty_prompts_before_sending(kp):
+    doc, layer = document_with_layer(8, 8)
+    client = ScriptedClient([])
+    session = kp.session.EditSession(client, doc, layer, kp.logic.EditParams(" ", "a dog"))
+    with pytest.raises(kp.logic.PluginError, match="source prompt is empty"):
+        session.start()
+    assert client.submitted == {}
+
+
+def test_bridge_port_comes_from_the_environment(kp, monkeypatch):
+    monkeypatch.setenv("CDS_BRIDGE_PORT", "5123")
+    assert kp.session.bridge_address()[1] == 5123
+    monkeypatch.setenv("CDS_BRIDGE_PORT", "http")
+    with pytest.raises(kp.logic.PluginError, match="expected a port number"):
+        kp.session.bridge_address()
+
+
+# ----------------------------------------------------------------------------- real bridge
+def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, monkeypatch):
+    server, config_home = bridge
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
+    doc, layer = document_with_layer(64, 48)
+    doc.sel = FakeSelection.rectangle(20, 14, 16, 12)
+    before = dict(layer.pixels)
+    params = kp.logic.EditParams("a cat", "a dog", steps=2, extra_settings=FAST_SETTINGS)
+    with kp.session.make_client() as client:
+        session = kp.session.EditSession(client, doc, layer, params)
+        session.start()
+        update = None
+        while update is None or not update.finished:
+            message = client.poll(30.0)
+            assert message is not None, "no answer from the bridge within 30 s"
+            update = session.handle(message) or update
+    assert session.state == "done", update.text
+    new = session.new_layer
+    box = (4, 0, 48, 42)
+    got, src = new.pixelData(*box), layer.pixelData(*box)
+    outside = [
+        k for j in range(42) for i in range(48) if not (16 <= i < 32 and 14 <= j < 26)
+        for k in range((j * 48 + i) * 4, (j * 48 + i) * 4 + 4)
+    ]  # fmt: skip
+    assert bytes(got[k] for k in outside) == bytes(src[k] for k in outside)
+    assert got != src, "the edit changed nothing inside the selection"
+    assert layer.pixels == before
