@@ -1,0 +1,566 @@
+"""The main window: canvas in the middle, prompt/progress, layers and history docks.
+
+Edits: the active layer's pixels and mask go to the shared JobQueue (via EditWorker) as one job
+per target prompt; every result becomes a new layer right above its source, which is never
+modified. All engine events arrive as queued signals, so the window stays responsive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PyQt6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSlider,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cds_desktop.engine.errors import EditError
+from cds_desktop.engine.jobs import EditRequest, JobQueue
+
+from . import model_choice
+from .documents import (
+    OPEN_SUFFIXES,
+    ORA_SUFFIX,
+    Document,
+    DocumentError,
+    Layer,
+    export_png,
+    open_document,
+    write_ora,
+)
+from .settings import Preferences
+from .state import DocumentState
+from .widgets.canvas import Canvas
+from .widgets.history import HistoryEntry, HistoryPanel
+from .widgets.layers import LayersPanel
+from .widgets.mask_tools import MaskToolbar, ToolSettings
+from .widgets.preferences import PreferencesDialog
+from .widgets.progress import ProgressPanel
+from .widgets.prompt_panel import PromptPanel
+from .worker import EditWorker, JobRecord, Update
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "cds-desktop"
+OPEN_FILTER = "Images ({});;OpenRaster (*.ora);;All files (*)".format(
+    " ".join(f"*{s}" for s in OPEN_SUFFIXES)
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        prefs: Preferences,
+        model: str | None = None,
+        queue: JobQueue | None = None,
+        persist: bool = True,
+    ) -> None:
+        super().__init__()
+        self.prefs, self.persist = prefs, persist
+        self.state = DocumentState(self)
+        self.tools = ToolSettings(self)
+        self.tools.load(prefs.tool_values())
+        self.worker = EditWorker(queue, self)
+        self._history_ids = 0
+        self._closed = False
+        self.device_in_use = ""
+        # questions are attributes so tests (and the screenshot mode) can answer them
+        self.ask_unsaved: Callable[[], str] = self._ask_unsaved
+        self.ask_save_path: Callable[[str, str], str | None] = self._ask_save_path
+        self._build_widgets()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect()
+        self.prompt.set_values(prefs.panel_values())
+        self.prompt.set_model(model or prefs.model)
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+        if persist and prefs.geometry() is not None:
+            self.restoreGeometry(prefs.geometry())
+            self.restoreState(prefs.window_state() or b"")
+        self._update_title()
+
+    # ------------------------------------------------------------------ construction
+    def _build_widgets(self) -> None:
+        self.canvas = Canvas(self.state, self.tools, self)
+        self.setCentralWidget(self.canvas)
+        self.mask_bar = MaskToolbar(self.tools, self)
+        self.prompt = PromptPanel(self.prefs.custom_models, self)
+        self.progress = ProgressPanel(self)
+        self.layers = LayersPanel(self.state, self)
+        self.history = HistoryPanel(self)
+        edit = QWidget(self)
+        column = QVBoxLayout(edit)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.prompt)
+        column.addWidget(self.progress)
+        column.addStretch(1)
+        self.edit_dock = self._dock("Edit", edit, "edit")
+        self.layers_dock = self._dock("Layers", self.layers, "layers")
+        self.history_dock = self._dock("History", self.history, "history")
+        self.tabifyDockWidget(self.layers_dock, self.history_dock)
+        self.layers_dock.raise_()
+
+    def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock-{name}")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        keys = QKeySequence.StandardKey
+        file = bar.addMenu("&File")
+        self._action(file, "&Open...", lambda: self.open_dialog(), keys.Open)
+        self.recent_menu = file.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        self._action(file, "&Save", lambda: self.save(), keys.Save, "Save as OpenRaster (.ora)")
+        self._action(file, "Save &As...", lambda: self.save_as(), keys.SaveAs)
+        self._action(file, "&Export PNG...", lambda: self.export(), "Ctrl+E", "Flattened image")
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, keys.Quit)
+
+        edit = bar.addMenu("&Edit")
+        undo = self.state.undo.createUndoAction(self, "&Undo")
+        undo.setShortcut(keys.Undo)
+        redo = self.state.undo.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence(keys.Redo), QKeySequence("Ctrl+Y")])
+        edit.addActions([undo, redo])
+        edit.addSeparator()
+        self._action(edit, "Run &edit", self.start_edit, None, "One edit per target prompt")
+        self._action(edit, "&Cancel edit", self.worker.cancel_current, "Esc")
+        self._action(edit, "Cancel &all edits", self.worker.cancel_all)
+        edit.addSeparator()
+        self._action(edit, "&Preferences...", self.show_preferences, keys.Preferences)
+
+        mask = bar.addMenu("&Mask")
+        for op, text, key in (
+            ("from_alpha", "From layer &alpha", None),
+            ("invert", "&Invert", "Ctrl+I"),
+            ("clear", "&Clear", "Ctrl+Shift+A"),
+            ("feather", "&Feather", None),
+        ):
+            self._action(mask, text, lambda _=False, o=op: self.mask_operation(o), key)
+
+        view = bar.addMenu("&View")
+        self._action(view, "&Fit", self.canvas.fit, "Ctrl+0")
+        self._action(view, "&100 %", self.canvas.actual_size, "Ctrl+1")
+        self._action(view, "Zoom &in", lambda: self.canvas.zoom_by(1.25), keys.ZoomIn)
+        self._action(view, "Zoom &out", lambda: self.canvas.zoom_by(0.8), keys.ZoomOut)
+        view.addSeparator()
+        self.compare_action = self._action(view, "&Compare before/after", self._on_compare, "C")
+        self.compare_action.setCheckable(True)
+        view.addSeparator()
+        for dock in (self.edit_dock, self.layers_dock, self.history_dock):
+            view.addAction(dock.toggleViewAction())
+        self._build_toolbars()
+
+    def _build_toolbars(self) -> None:
+        tools = QToolBar("Mask tools", self)
+        tools.setObjectName("toolbar-mask")
+        tools.addWidget(self.mask_bar)
+        self.addToolBar(tools)
+        view = QToolBar("View", self)
+        view.setObjectName("toolbar-view")
+        view.addAction("Fit", self.canvas.fit)
+        view.addAction("100 %", self.canvas.actual_size)
+        view.addSeparator()
+        view.addAction(self.compare_action)
+        self.split = QSlider(Qt.Orientation.Horizontal, self)
+        self.split.setRange(0, 100)
+        self.split.setValue(50)
+        self.split.setFixedWidth(120)
+        self.split.setToolTip("Compare split: before (left) / after (right)")
+        self.split.valueChanged.connect(lambda v: self.canvas.set_split(v / 100))
+        view.addWidget(self.split)
+        self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, view)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_label = QLabel(self)
+        self.device_label = QLabel(self)
+        self.zoom_label = QLabel("100 %", self)
+        self.pos_label = QLabel("", self)
+        for w in (self.pos_label, self.zoom_label, self.device_label, self.model_label):
+            bar.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        s, w = self.state, self.worker
+        s.undo.cleanChanged.connect(self._update_title)
+        s.documentReplaced.connect(self._update_title)
+        s.activeLayerChanged.connect(self._on_active_layer)
+        self.mask_bar.maskOperation.connect(lambda op, _r: self.mask_operation(op))
+        self.prompt.editRequested.connect(self.start_edit)
+        self.prompt.modelChanged.connect(self._on_model_changed)
+        self.progress.cancelRequested.connect(w.cancel_current)
+        self.progress.cancelAllRequested.connect(w.cancel_all)
+        self.history.restoreRequested.connect(self.restore_history)
+        self.canvas.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        self.canvas.cursorMoved.connect(
+            lambda x, y: self.pos_label.setText(f"{x}, {y}" if x >= 0 else "")
+        )
+        w.loading.connect(lambda _id, msg: self.progress.show_loading(msg))
+        w.started.connect(self._on_started)
+        w.progressed.connect(self._on_progress)
+        w.finished.connect(self._on_finished)
+        w.countsChanged.connect(self.progress.set_counts)
+
+    # ------------------------------------------------------------------ title / model
+    @property
+    def model_label_text(self) -> str:
+        return model_choice.label(self.prompt.model_spec)
+
+    def _update_title(self, *_args) -> None:
+        if self._closed:
+            return
+        doc = self.state.doc
+        name = doc.title if doc else "no image"
+        self.setWindowTitle(f"{name}[*] - {APP_NAME} - {self.model_label_text}")
+        self.setWindowModified(self.state.dirty)
+
+    def _on_model_changed(self, spec: str) -> None:
+        random_weights = model_choice.is_random(spec)
+        self.model_label.setText(f"model: {self.model_label_text}")
+        self.model_label.setStyleSheet(
+            "QLabel { background: #a01010; color: white; font-weight: bold; padding: 0 4px; }"
+            if random_weights
+            else ""
+        )
+        self.device_label.setText(f"device: {self.prefs.device}")
+        self._update_title()
+
+    def show_preferences(self) -> None:
+        if PreferencesDialog(self.prefs, self).exec():
+            self.device_label.setText(f"device: {self.prefs.device}")
+
+    # ------------------------------------------------------------------ documents
+    def open_dialog(self) -> bool:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.prefs.last_dir, OPEN_FILTER)
+        return self.open_path(path) if path else False
+
+    def open_path(self, path: str | Path) -> bool:
+        """Open a file (replacing the current document after asking about unsaved changes)."""
+        if not self._confirm_discard():
+            return False
+        try:
+            doc = open_document(path)
+        except DocumentError as exc:
+            self.show_error(str(exc))
+            return False
+        self.load_document(doc)
+        self.prefs.add_recent_file(str(Path(path).resolve()))
+        self.prefs.last_dir = str(Path(path).resolve().parent)
+        self.statusBar().showMessage(f"opened {Path(path).name}", 5000)
+        return True
+
+    def load_document(self, doc: Document) -> None:
+        self.history.clear()
+        self.compare_action.setChecked(False)
+        self.progress.clear_error()
+        self.state.set_document(doc)
+
+    def save(self) -> bool:
+        doc = self.state.doc
+        if doc is None:
+            return False
+        if doc.path is not None and doc.path.suffix.lower() == ORA_SUFFIX:
+            return self.save_to(doc.path)
+        return self.save_as()
+
+    def save_as(self, path: str | Path | None = None) -> bool:
+        doc = self.state.doc
+        if doc is None:
+            return False
+        if path is None:
+            suggestion = self._suggest(ORA_SUFFIX)
+            path = self.ask_save_path(suggestion, "OpenRaster (*.ora)")
+            if not path:
+                return False
+        path = Path(path)
+        if path.suffix.lower() != ORA_SUFFIX:
+            path = path.with_name(path.name + ORA_SUFFIX)
+        return self.save_to(path)
+
+    def save_to(self, path: Path) -> bool:
+        doc = self.state.doc
+        try:
+            write_ora(doc, path)
+        except DocumentError as exc:
+            self.show_error(str(exc))
+            return False
+        doc.path = Path(path)
+        self.state.mark_saved()
+        self.prefs.add_recent_file(str(Path(path).resolve()))
+        self._update_title()
+        self.statusBar().showMessage(f"saved {path}", 5000)
+        return True
+
+    def export(self, path: str | Path | None = None) -> bool:
+        """Write the flattened visible layers as PNG (does not change what Save writes to)."""
+        doc = self.state.doc
+        if doc is None:
+            return False
+        path = path or self.ask_save_path(self._suggest("-edited.png"), "PNG image (*.png)")
+        if not path:
+            return False
+        try:
+            export_png(doc, path)
+        except DocumentError as exc:
+            self.show_error(str(exc))
+            return False
+        self.statusBar().showMessage(f"exported {path}", 5000)
+        return True
+
+    def _suggest(self, suffix: str) -> str:
+        doc = self.state.doc
+        base = doc.path or doc.source_path
+        if base is None:
+            return str(Path(self.prefs.last_dir or ".") / f"untitled{suffix}")
+        return str(base.with_name(base.stem + suffix))
+
+    def _ask_save_path(self, suggestion: str, file_filter: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save", suggestion, file_filter)
+        return path or None
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.prefs.recent_files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
+        self.recent_menu.setEnabled(True)
+        if not self.prefs.recent_files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _open_recent(self, path: str) -> None:
+        if not Path(path).is_file():
+            self.prefs.remove_recent_file(path)
+            self.show_error(f"{path} no longer exists")
+            return
+        self.open_path(path)
+
+    # ------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if self._dropped_path(event.mimeData()) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        path = self._dropped_path(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.open_path(path)
+
+    @staticmethod
+    def _dropped_path(mime) -> str | None:
+        for url in mime.urls() if mime.hasUrls() else []:
+            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in OPEN_SUFFIXES:
+                return url.toLocalFile()
+        return None
+
+    # ------------------------------------------------------------------ masks / compare
+    def mask_operation(self, op: str) -> None:
+        if not self.state.mask_operation(op, float(self.tools.feather_radius)):
+            self.statusBar().showMessage("no active layer", 3000)
+
+    def _on_active_layer(self, _uid: int) -> None:
+        layer = self.state.active_layer
+        is_result = layer is not None and layer.source_uid is not None
+        self.compare_action.setEnabled(is_result)
+        if not is_result and self.compare_action.isChecked():
+            self.compare_action.setChecked(False)
+        self._on_compare()
+
+    def _on_compare(self) -> None:
+        on = self.compare_action.isChecked() and self.compare_action.isEnabled()
+        self.canvas.set_compare(self.state.active_uid if on else None)
+        self.split.setEnabled(on)
+
+    # ------------------------------------------------------------------ editing
+    def start_edit(self) -> list[int]:
+        """Queue one job per target prompt on the active layer; returns the job ids."""
+        self.progress.clear_error()
+        layer = self.state.active_layer
+        if layer is None:
+            self.show_error("open an image first (File > Open or drop a file on the window)")
+            return []
+        targets = self.prompt.target_prompts()
+        try:
+            if not targets:
+                raise EditError("the target prompt is empty: describe what the image should become")
+            settings = self.prompt.build_settings(self.prompt.next_seed())
+        except EditError as exc:
+            self.show_error(str(exc))
+            return []
+        mask = layer.mask.copy() if layer.has_mask else None
+        image = layer.pixels.copy()
+        ids = []
+        for target in targets:
+            request = EditRequest(
+                image=image,
+                source_prompt=self.prompt.source_prompt(),
+                target_prompt=target,
+                mask=mask,
+                settings=settings,
+                model=self.prompt.model_spec,
+                device=self.prefs.device,
+                vae_backend=self.prefs.vae_backend,
+                tag=(self.state.doc.uid, layer.uid),
+            )
+            ids.append(self.worker.submit(request))
+        self._save_values()
+        return ids
+
+    def _on_started(self, job_id: int, label: str, device: str) -> None:
+        record = self.worker.record(job_id)
+        target = record.request.target_prompt if record else ""
+        self.device_in_use = device
+        if device:
+            self.device_label.setText(f"device: {device}")
+        self.progress.show_started(f"editing: {target}  [{label}]")
+
+    def _on_progress(self, update: Update) -> None:
+        self.progress.show_step(update.step, update.total, update.elapsed)
+        record = self.worker.record(update.job_id)
+        if update.preview is None or record is None or update.box is None:
+            return
+        doc_uid, layer_uid = record.request.tag
+        layer = self.state.doc.layer(layer_uid) if self.state.doc else None
+        if layer is None or self.state.doc.uid != doc_uid:
+            return
+        x0, y0, x1, y1 = update.box
+        self.canvas.set_preview(
+            update.preview, QRectF(layer.x + x0, layer.y + y0, x1 - x0, y1 - y0)
+        )
+
+    def _on_finished(self, update: Update, record: JobRecord) -> None:
+        self.canvas.clear_preview()
+        if update.kind == "done":
+            self._add_result(update, record)
+        elif update.kind == "failed":
+            self.show_error(f"edit failed: {update.error}")
+        else:
+            self.statusBar().showMessage(f"cancelled ({update.message})", 5000)
+        if not self.worker.busy:
+            done = {"done": "done", "failed": "failed", "cancelled": "cancelled"}[update.kind]
+            message = update.message if update.kind == "done" else done
+            self.progress.show_idle(f"Ready ({message})")
+
+    def _add_result(self, update: Update, record: JobRecord) -> None:
+        result, request = update.result, record.request
+        doc_uid, source_uid = request.tag
+        doc = self.state.doc
+        source = doc.layer(source_uid) if doc is not None and doc.uid == doc_uid else None
+        if source is None:
+            self.show_error("an edit finished after its image or layer was closed; result dropped")
+            return
+        self._history_ids += 1
+        seed = request.settings.seed
+        layer = Layer(
+            name=f"{request.target_prompt} (seed {seed})",
+            pixels=result.image,
+            x=source.x,
+            y=source.y,
+            source_uid=source.uid,
+            history_id=self._history_ids,
+        )
+        self.state.add_layer(layer, doc.index_of(source.uid) + 1, f"Edit: {layer.name}")
+        self.history.add(
+            HistoryEntry(
+                id=self._history_ids,
+                source_prompt=request.source_prompt,
+                target_prompt=request.target_prompt,
+                settings=request.settings.to_dict(),
+                model=result.model_label,
+                elapsed=result.elapsed,
+                layer_uid=layer.uid,
+                thumbnail=result.region,
+            )
+        )
+        self.statusBar().showMessage(f"{layer.name}: {update.message}", 8000)
+
+    def restore_history(self, entry: HistoryEntry) -> None:
+        self.prompt.apply_edit(entry.source_prompt, entry.target_prompt, entry.settings)
+        if entry.layer_uid is not None:
+            self.state.set_active(entry.layer_uid)
+        self.statusBar().showMessage("settings restored from the history", 4000)
+
+    def show_error(self, message: str) -> None:
+        log.info("shown to the user: %s", message)
+        self.progress.show_error(message)
+        self.statusBar().showMessage(message, 10000)
+
+    # ------------------------------------------------------------------ closing
+    def _ask_unsaved(self) -> str:
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(
+            self,
+            "Unsaved changes",
+            f"Save the changes to {self.state.doc.title}?",
+            buttons.Save | buttons.Discard | buttons.Cancel,
+            buttons.Save,
+        )
+        return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
+
+    def _confirm_discard(self) -> bool:
+        """True when the current document may be replaced or closed."""
+        if not self.state.dirty:
+            return True
+        answer = self.ask_unsaved()
+        if answer == "save":
+            return self.save()
+        return answer == "discard"
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if not self._closed and not self._confirm_discard():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop the worker thread and persist preferences (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.state.blockSignals(True)  # no more updates into a closing window
+        self.state.undo.blockSignals(True)
+        self._save_values()
+        if self.persist:
+            self.prefs.set_window(self.saveGeometry(), self.saveState())
+        self.prefs.sync()
+        self.worker.shutdown()
+
+    def _save_values(self) -> None:
+        if not self.persist:
+            return
+        self.prefs.set_panel_values(self.prompt.values())
+        self.prefs.set_tool_values(self.tools.to_dict())
+        self.prefs.model = self.prompt.model_spec
+        for spec in reversed(self.prompt.custom_models):
+            self.prefs.add_custom_model(spec)

@@ -1,0 +1,149 @@
+"""Preferences and last-used values, persisted with QSettings (INI format).
+
+Everything goes through :class:`Preferences`, so tests can point it at a temp location
+(``QSettings.setPath(IniFormat, UserScope, tmp)``) and nothing else touches QSettings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from PyQt6.QtCore import QByteArray, QSettings
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION = "cds-desktop"
+APPLICATION = "cds-desktop"
+MAX_RECENT = 10
+DEVICES = ("auto", "cpu", "cuda")
+VAE_BACKENDS = ("auto", "torch", "onnx")
+DEFAULT_MODEL = "shapes-demo"
+
+
+class Preferences:
+    """Typed accessors over one QSettings store."""
+
+    def __init__(self, store: QSettings | None = None) -> None:
+        self._s = store or QSettings(
+            QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+        )
+
+    @property
+    def store(self) -> QSettings:
+        return self._s
+
+    def sync(self) -> None:
+        self._s.sync()
+
+    # ------------------------------------------------------------------ model / device
+    @property
+    def model(self) -> str:
+        return str(self._s.value("engine/model", DEFAULT_MODEL) or DEFAULT_MODEL)
+
+    @model.setter
+    def model(self, spec: str) -> None:
+        self._s.setValue("engine/model", spec)
+
+    @property
+    def device(self) -> str:
+        return _choice(self._s.value("engine/device", "auto"), DEVICES)
+
+    @device.setter
+    def device(self, value: str) -> None:
+        self._s.setValue("engine/device", _choice(value, DEVICES))
+
+    @property
+    def vae_backend(self) -> str:
+        return _choice(self._s.value("engine/vae_backend", "auto"), VAE_BACKENDS)
+
+    @vae_backend.setter
+    def vae_backend(self, value: str) -> None:
+        self._s.setValue("engine/vae_backend", _choice(value, VAE_BACKENDS))
+
+    @property
+    def custom_models(self) -> list[str]:
+        """Repo ids, folders and files the user picked before (newest first)."""
+        return self._list("engine/custom_models")
+
+    def add_custom_model(self, spec: str) -> None:
+        self._push("engine/custom_models", spec, 8)
+
+    # ------------------------------------------------------------------ files
+    @property
+    def recent_files(self) -> list[str]:
+        return self._list("files/recent")
+
+    def add_recent_file(self, path: str) -> None:
+        self._push("files/recent", path, MAX_RECENT)
+
+    def remove_recent_file(self, path: str) -> None:
+        self._s.setValue("files/recent", json.dumps([p for p in self.recent_files if p != path]))
+
+    @property
+    def last_dir(self) -> str:
+        return str(self._s.value("files/last_dir", "") or "")
+
+    @last_dir.setter
+    def last_dir(self, value: str) -> None:
+        self._s.setValue("files/last_dir", value)
+
+    # ------------------------------------------------------------------ last-used values
+    def panel_values(self) -> dict[str, Any]:
+        """The prompt panel's last values (a JSON dict; {} when none or unreadable)."""
+        return self._json("panel/values", {})
+
+    def set_panel_values(self, values: dict[str, Any]) -> None:
+        self._s.setValue("panel/values", json.dumps(values))
+
+    def tool_values(self) -> dict[str, Any]:
+        return self._json("tools/values", {})
+
+    def set_tool_values(self, values: dict[str, Any]) -> None:
+        self._s.setValue("tools/values", json.dumps(values))
+
+    # ------------------------------------------------------------------ window
+    def geometry(self) -> QByteArray | None:
+        value = self._s.value("window/geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    def window_state(self) -> QByteArray | None:
+        value = self._s.value("window/state")
+        return value if isinstance(value, QByteArray) else None
+
+    def set_window(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._s.setValue("window/geometry", geometry)
+        self._s.setValue("window/state", state)
+
+    @property
+    def bridge_enabled(self) -> bool:
+        return str(self._s.value("bridge/enabled", "false")).lower() == "true"
+
+    @bridge_enabled.setter
+    def bridge_enabled(self, on: bool) -> None:
+        self._s.setValue("bridge/enabled", "true" if on else "false")
+
+    # ------------------------------------------------------------------ helpers
+    def _json(self, key: str, default):
+        raw = self._s.value(key, "")
+        if not raw:
+            return default
+        try:
+            value = json.loads(str(raw))
+        except ValueError:
+            log.warning("ignoring unreadable preference %s", key)
+            return default
+        return value if isinstance(value, type(default)) else default
+
+    def _list(self, key: str) -> list[str]:
+        return [str(v) for v in self._json(key, []) if isinstance(v, str) and v]
+
+    def _push(self, key: str, value: str, limit: int) -> None:
+        items = [value] + [v for v in self._list(key) if v != value]
+        self._s.setValue(key, json.dumps(items[:limit]))
+
+
+def _choice(value, options: tuple[str, ...]) -> str:
+    value = str(value)
+    return value if value in options else options[0]

@@ -1,0 +1,1 @@
+"""The editor's widgets. They talk to DocumentState / EditWorker, never to the engine."""

@@ -1,0 +1,420 @@
+"""The canvas: layers, the active layer's mask overlay, live preview, compare split, tools.
+
+View: ``zoom`` (widget px per image px) and ``pan`` (widget position of the image origin).
+The view fits the window until the user zooms or pans. Layers are drawn from cached QImages
+that wrap their (never mutated) pixel arrays; the mask overlay is an RGBA array updated in
+place in the touched box while painting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+    QWheelEvent,
+)
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from .. import masking
+from ..documents import Layer
+from ..state import DocumentState
+from .mask_tools import ToolSettings
+
+OVERLAY_RGB = (40, 120, 255)  # blue: visible on red and on skin tones
+MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+def rgba_image(arr: np.ndarray) -> QImage:
+    """A QImage sharing ``arr``'s memory (keep ``arr`` alive while the image is used)."""
+    h, w = arr.shape[:2]
+    fmt = QImage.Format.Format_RGBA8888 if arr.shape[2] == 4 else QImage.Format.Format_RGB888
+    return QImage(arr.data, w, h, arr.strides[0], fmt)
+
+
+def _checker() -> QBrush:
+    pix = QPixmap(16, 16)
+    pix.fill(QColor(200, 200, 200))
+    p = QPainter(pix)
+    p.fillRect(0, 0, 8, 8, QColor(235, 235, 235))
+    p.fillRect(8, 8, 8, 8, QColor(235, 235, 235))
+    p.end()
+    return QBrush(pix)
+
+
+class Canvas(QWidget):
+    zoomChanged = pyqtSignal(float)
+    cursorMoved = pyqtSignal(int, int)  # image pixel under the cursor; (-1, -1) outside
+
+    def __init__(self, state: DocumentState, tools: ToolSettings, parent=None) -> None:
+        super().__init__(parent)
+        self.state, self.tools = state, tools
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(200, 200)
+        self.zoom, self.pan, self.auto_fit = 1.0, QPointF(0, 0), True
+        self._images: dict[int, tuple[np.ndarray, QImage]] = {}
+        self._overlay: tuple[int, np.ndarray, QImage] | None = None
+        self._preview: tuple[QImage, QRectF, np.ndarray] | None = None
+        self.compare_uid: int | None = None
+        self.split = 0.5
+        self._drag: dict | None = None  # current stroke / shape / pan
+        self._hover: QPointF | None = None
+        self._space = False
+        self._checker = _checker()
+        self._update_cursor()
+        state.documentReplaced.connect(self._on_document)
+        state.layersChanged.connect(self._on_layers)
+        state.activeLayerChanged.connect(lambda _uid: self._rebuild_overlay())
+        state.maskChanged.connect(self._on_mask)
+        tools.overlayChanged.connect(self._rebuild_overlay)
+        tools.changed.connect(self._on_tool)
+
+    # ------------------------------------------------------------------ view
+    def fit(self) -> None:
+        doc = self.state.doc
+        if doc is None:
+            return
+        margin = 16
+        avail_w, avail_h = max(1, self.width() - 2 * margin), max(1, self.height() - 2 * margin)
+        self._set_view(min(avail_w / doc.width, avail_h / doc.height), auto_fit=True)
+
+    def actual_size(self) -> None:
+        self._set_view(1.0, auto_fit=False)
+
+    def _set_view(self, zoom: float, auto_fit: bool) -> None:
+        doc = self.state.doc
+        self.zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
+        if doc is not None:
+            self.pan = QPointF(
+                (self.width() - doc.width * self.zoom) / 2,
+                (self.height() - doc.height * self.zoom) / 2,
+            )
+        self.auto_fit = auto_fit
+        self.zoomChanged.emit(self.zoom)
+        self.update()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        anchor = anchor or QPointF(self.width() / 2, self.height() / 2)
+        before = self.to_image(anchor)
+        self.zoom = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom * factor))
+        self.pan = anchor - before * self.zoom
+        self.auto_fit = False
+        self.zoomChanged.emit(self.zoom)
+        self.update()
+
+    def to_image(self, pos: QPointF) -> QPointF:
+        return (pos - self.pan) / self.zoom
+
+    def image_rect(self) -> QRectF:
+        doc = self.state.doc
+        if doc is None:
+            return QRectF()
+        return QRectF(self.pan.x(), self.pan.y(), doc.width * self.zoom, doc.height * self.zoom)
+
+    # ------------------------------------------------------------------ live preview / compare
+    def set_preview(self, rgb: np.ndarray, rect: QRectF) -> None:
+        """Show ``rgb`` (h, w, 3) stretched over ``rect`` (image pixels) until cleared."""
+        arr = np.ascontiguousarray(rgb)
+        self._preview = (rgba_image(arr), rect, arr)
+        self.update()
+
+    def clear_preview(self) -> None:
+        if self._preview is not None:
+            self._preview = None
+            self.update()
+
+    @property
+    def has_preview(self) -> bool:
+        return self._preview is not None
+
+    def set_compare(self, uid: int | None) -> None:
+        self.compare_uid = uid
+        self.update()
+
+    def set_split(self, fraction: float) -> None:
+        self.split = min(1.0, max(0.0, fraction))
+        self.update()
+
+    # ------------------------------------------------------------------ caches
+    def _on_document(self) -> None:
+        self._images.clear()
+        self._preview = None
+        self.compare_uid = None
+        self._drag = None
+        self._rebuild_overlay()
+        self.fit()
+
+    def _on_layers(self) -> None:
+        doc = self.state.doc
+        alive = {layer.uid for layer in doc.layers} if doc else set()
+        for uid in list(self._images):
+            if uid not in alive:
+                del self._images[uid]
+        if self.compare_uid is not None and self.compare_uid not in alive:
+            self.compare_uid = None
+        self.update()
+
+    def _image(self, layer: Layer) -> QImage:
+        cached = self._images.get(layer.uid)
+        if cached is None or cached[0] is not layer.pixels:
+            cached = (layer.pixels, rgba_image(layer.pixels))
+            self._images[layer.uid] = cached
+        return cached[1]
+
+    def _rebuild_overlay(self) -> None:
+        layer = self.state.active_layer
+        if layer is None:
+            self._overlay = None
+        else:
+            arr = np.empty(layer.mask.shape + (4,), np.uint8)
+            arr[..., :3] = OVERLAY_RGB
+            self._overlay = (layer.uid, arr, rgba_image(arr))
+            self._refresh_overlay(None)
+        self.update()
+
+    def _refresh_overlay(self, box) -> None:
+        uid, arr, _ = self._overlay
+        layer = self.state.doc.layer(uid)
+        x0, y0, x1, y1 = box or (0, 0, layer.width, layer.height)
+        alpha = layer.mask[y0:y1, x0:x1].astype(np.float32) * self.tools.overlay_opacity
+        arr[y0:y1, x0:x1, 3] = np.round(alpha).astype(np.uint8)
+
+    def _on_mask(self, uid: int, box) -> None:
+        if self._overlay is not None and self._overlay[0] == uid:
+            self._refresh_overlay(box)
+        self.update()
+
+    def _on_tool(self) -> None:
+        self._update_cursor()
+        self.update()
+
+    # ------------------------------------------------------------------ painting
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        p.fillRect(self.rect(), self.palette().window().color().darker(135))
+        doc = self.state.doc
+        if doc is None:
+            self._paint_empty(p)
+            return
+        p.fillRect(self.image_rect(), self._checker)
+        p.save()
+        p.translate(self.pan)
+        p.scale(self.zoom, self.zoom)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 2)
+        self._paint_layers(p)
+        self._paint_overlay(p)
+        if self._preview is not None:
+            image, rect, _ = self._preview
+            p.drawImage(rect, image)
+        p.restore()
+        self._paint_compare_line(p)
+        self._paint_tool(p)
+        p.end()
+
+    def _paint_empty(self, p: QPainter) -> None:
+        p.setPen(self.palette().windowText().color())
+        p.drawText(
+            self.rect(),
+            Qt.AlignmentFlag.AlignCenter,
+            "Open an image (Ctrl+O) or drop a file here",
+        )
+        p.end()
+
+    def _paint_layers(self, p: QPainter) -> None:
+        doc = self.state.doc
+        split_x = doc.width * self.split
+        for layer in doc.layers:
+            if not layer.visible or layer.opacity <= 0:
+                continue
+            p.save()
+            if layer.uid == self.compare_uid:  # "after" side only: right of the split
+                p.setClipRect(QRectF(split_x, 0, doc.width - split_x, doc.height))
+            p.setOpacity(layer.opacity)
+            p.drawImage(QPointF(layer.x, layer.y), self._image(layer))
+            p.restore()
+
+    def _paint_overlay(self, p: QPainter) -> None:
+        if self._overlay is None or not self.tools.show_mask:
+            return
+        layer = self.state.doc.layer(self._overlay[0])
+        if layer is not None:
+            p.drawImage(QPointF(layer.x, layer.y), self._overlay[2])
+
+    def _paint_compare_line(self, p: QPainter) -> None:
+        if self.compare_uid is None:
+            return
+        r = self.image_rect()
+        x = r.left() + r.width() * self.split
+        p.setPen(QPen(QColor(255, 255, 255), 2))
+        p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(QPointF(x - 52, r.top() + 16), "before")
+        p.drawText(QPointF(x + 8, r.top() + 16), "after")
+
+    def _paint_tool(self, p: QPainter) -> None:
+        drag = self._drag
+        if drag and drag["kind"] in ("rect", "ellipse"):
+            rect = QRectF(drag["start"], drag["end"]).normalized()
+            rect = QRectF(rect.topLeft() * self.zoom + self.pan, rect.size() * self.zoom)
+            p.setPen(QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine))
+            p.drawEllipse(rect) if drag["kind"] == "ellipse" else p.drawRect(rect)
+        elif self._hover is not None and self.tools.tool in ("brush", "eraser"):
+            r = self.tools.size * self.zoom / 2
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            for color, width in ((QColor(0, 0, 0), 3), (QColor(255, 255, 255), 1)):
+                p.setPen(QPen(color, width))
+                p.drawEllipse(self._hover, r, r)
+
+    # ------------------------------------------------------------------ input
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.25**steps, event.position())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        if self.auto_fit:
+            self.fit()
+        super().resizeEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self._update_cursor()
+        elif event.key() == Qt.Key.Key_BracketLeft:
+            self.tools.update(size=max(1, int(self.tools.size / 1.25)))
+        elif event.key() == Qt.Key.Key_BracketRight:
+            self.tools.update(size=min(2000, int(self.tools.size * 1.25) + 1))
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._update_cursor()
+        else:
+            super().keyReleaseEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        pos = event.position()
+        button = event.button()
+        panning = button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and (self._space or self.tools.tool == "pan")
+        )
+        if panning:
+            self._drag = {"kind": "pan", "last": pos}
+        elif button == Qt.MouseButton.LeftButton and self.state.active_layer is not None:
+            self._begin(pos, event.modifiers())
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        pos = event.position()
+        self._hover = pos
+        img = self.to_image(pos)
+        doc = self.state.doc
+        inside = doc is not None and 0 <= img.x() < doc.width and 0 <= img.y() < doc.height
+        self.cursorMoved.emit(*(int(img.x()), int(img.y())) if inside else (-1, -1))
+        drag = self._drag
+        if drag is None:
+            self.update()
+            return
+        if drag["kind"] == "pan":
+            self.pan += pos - drag["last"]
+            drag["last"] = pos
+            self.auto_fit = False
+        elif drag["kind"] == "stroke":
+            self._stroke_to(img)
+        else:
+            drag["end"] = img
+        self.update()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        drag, self._drag = self._drag, None
+        if drag is None or drag["kind"] == "pan":
+            return
+        layer = self.state.doc.layer(drag["uid"]) if self.state.doc else None
+        if layer is None:
+            return
+        if drag["kind"] in ("rect", "ellipse"):
+            box = self._shape_box(layer, drag["start"], self.to_image(event.position()))
+            drag["box"] = masking.fill_shape(
+                layer.mask, box, drag["kind"] == "ellipse", drag["subtract"]
+            )
+            self.state.maskChanged.emit(layer.uid, drag["box"])
+        self.state.commit_mask(layer.uid, drag["box"], drag["before"], drag["text"])
+        self.update()
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._hover = None
+        self.cursorMoved.emit(-1, -1)
+        self.update()
+
+    # ------------------------------------------------------------------ tools
+    def _begin(self, pos: QPointF, modifiers) -> None:
+        layer = self.state.active_layer
+        tool = self.tools.tool
+        img = self.to_image(pos)
+        texts = {
+            "brush": "Brush stroke",
+            "eraser": "Erase",
+            "rect": "Rectangle",
+            "ellipse": "Ellipse",
+        }
+        self._drag = {
+            "kind": "stroke" if tool in ("brush", "eraser") else tool,
+            "uid": layer.uid,
+            "before": layer.mask.copy(),
+            "box": None,
+            "text": texts.get(tool, "Mask"),
+            "start": img,
+            "end": img,
+            "subtract": bool(modifiers & Qt.KeyboardModifier.AltModifier),
+        }
+        if self._drag["kind"] == "stroke":
+            local = (img.x() - layer.x, img.y() - layer.y)
+            self._drag["last"] = local
+            box = masking.dab(
+                layer.mask, *local, self.tools.size, self.tools.hardness, self._erasing
+            )
+            self._touched(layer.uid, box)
+
+    @property
+    def _erasing(self) -> bool:
+        return self.tools.tool == "eraser"
+
+    def _stroke_to(self, img: QPointF) -> None:
+        drag = self._drag
+        layer = self.state.doc.layer(drag["uid"])
+        if layer is None:
+            return
+        local = (img.x() - layer.x, img.y() - layer.y)
+        box = masking.segment(
+            layer.mask, drag["last"], local, self.tools.size, self.tools.hardness, self._erasing
+        )
+        drag["last"] = local
+        self._touched(layer.uid, box)
+
+    def _touched(self, uid: int, box) -> None:
+        if box is not None:
+            self._drag["box"] = masking.union(self._drag["box"], box)
+            self.state.maskChanged.emit(uid, box)
+
+    @staticmethod
+    def _shape_box(layer: Layer, a: QPointF, b: QPointF) -> masking.Box:
+        xs = sorted((round(a.x()) - layer.x, round(b.x()) - layer.x))
+        ys = sorted((round(a.y()) - layer.y, round(b.y()) - layer.y))
+        return (xs[0], ys[0], xs[1], ys[1])
+
+    def _update_cursor(self) -> None:
+        if self._space or self.tools.tool == "pan":
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        else:
+            self.setCursor(Qt.CursorShape.CrossCursor)

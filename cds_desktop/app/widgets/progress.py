@@ -1,0 +1,105 @@
+"""Progress panel: state line, step bar with ETA, queue count, Cancel, and an error banner."""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+class ProgressPanel(QWidget):
+    cancelRequested = pyqtSignal()
+    cancelAllRequested = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status = QLabel("Ready", self)
+        self.queue = QLabel("", self)
+        self.queue.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.bar = QProgressBar(self)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("")
+        self.eta = QLabel("", self)
+        self.cancel = QPushButton("Cancel", self)
+        self.cancel.setToolTip("Stop the running edit (within one step)")
+        self.cancel.clicked.connect(self.cancelRequested)
+        self.cancel_all = QPushButton("Cancel all", self)
+        self.cancel_all.setToolTip("Stop the running edit and drop the queued ones")
+        self.cancel_all.clicked.connect(self.cancelAllRequested)
+        self.error = QLabel("", self)
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.setStyleSheet(
+            "QLabel { background: #5c1f1f; color: #ffe0e0; padding: 6px; border-radius: 3px; }"
+        )
+        self.error.hide()
+        top = QHBoxLayout()
+        top.addWidget(self.status, 1)
+        top.addWidget(self.queue)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.eta, 1)
+        bottom.addWidget(self.cancel)
+        bottom.addWidget(self.cancel_all)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.bar)
+        layout.addLayout(bottom)
+        layout.addWidget(self.error)
+        self.set_counts(0, 0)
+
+    # ------------------------------------------------------------------ states
+    def set_counts(self, running: int, waiting: int) -> None:
+        self.queue.setText(f"{waiting} queued" if waiting else "")
+        self.cancel.setEnabled(running > 0)
+        self.cancel_all.setEnabled(running + waiting > 0)
+
+    def show_loading(self, message: str) -> None:
+        self.status.setText(message or "Loading model...")
+        self.bar.setRange(0, 0)  # busy indicator
+        self.bar.setFormat("")
+        self.eta.setText("")
+
+    def show_started(self, text: str) -> None:
+        self.status.setText(text)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.eta.setText("")
+
+    def show_step(self, step: int, total: int, elapsed: float) -> None:
+        self.bar.setRange(0, max(1, total))
+        self.bar.setValue(step)
+        self.bar.setFormat(f"step {step}/{total}")
+        if step > 0:
+            eta = elapsed / step * (total - step)
+            self.eta.setText(f"{elapsed:.1f} s elapsed, about {format_eta(eta)} left")
+
+    def show_idle(self, message: str) -> None:
+        self.status.setText(message)
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("")
+        self.eta.setText("")
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+
+    def clear_error(self) -> None:
+        self.show_error("")

@@ -1,0 +1,175 @@
+"""The app's link to the engine: one JobQueue, its JobEvents re-emitted as Qt signals.
+
+The JobQueue runs edits on its own worker thread and calls our listener there. The listener
+only packs what the GUI needs into an :class:`Update` (a cheap latent preview at most
+``PREVIEW_INTERVAL`` apart, progress at most ``PROGRESS_INTERVAL`` apart) and emits it with a
+queued connection, so every slot runs in the GUI thread and the window never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
+
+from cds_desktop.engine.jobs import FINAL, EditRequest, JobEvent, JobQueue
+
+log = logging.getLogger(__name__)
+
+PREVIEW_INTERVAL = 0.1  # s: Progress.preview() at most ~10x per second
+PROGRESS_INTERVAL = 0.05  # s: progress updates at most ~20x per second (plus the last step)
+
+
+@dataclass
+class Update:
+    job_id: int
+    kind: str  # a JobEvent kind
+    step: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    preview: np.ndarray | None = None  # (h, w, 3) uint8 of the working region
+    box: tuple[int, int, int, int] | None = None  # working region, in layer pixels
+    result: Any = None  # EditResult on "done"
+    error: str | None = None
+    message: str = ""
+    device: str = ""
+
+
+@dataclass
+class JobRecord:
+    """What the app keeps about a submitted job."""
+
+    id: int
+    request: EditRequest
+    job: Any
+    state: str = "queued"
+    extra: dict = field(default_factory=dict)
+
+
+class EditWorker(QObject):
+    """Owns the JobQueue; signals carry (job_id, ...) and arrive in the GUI thread."""
+
+    _relay = pyqtSignal(object)
+    queued = pyqtSignal(int, str)
+    loading = pyqtSignal(int, str)
+    started = pyqtSignal(int, str, str)  # job id, model label, device
+    progressed = pyqtSignal(object)  # Update
+    finished = pyqtSignal(object, object)  # Update (done | failed | cancelled), JobRecord
+    countsChanged = pyqtSignal(int, int)  # running (0/1), waiting
+
+    def __init__(self, queue: JobQueue | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.queue = queue or JobQueue()
+        self.jobs: dict[int, JobRecord] = {}
+        self._last: dict[int, tuple[float, float]] = {}  # job -> (last progress, last preview)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._relay.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
+
+    # ------------------------------------------------------------------ GUI-thread API
+    def submit(self, request: EditRequest, **extra) -> int:
+        job = self.queue.submit(request, self._listen)
+        self.jobs[job.id] = JobRecord(job.id, request, job, extra=extra)
+        self._emit_counts()
+        return job.id
+
+    def cancel(self, job_id: int) -> None:
+        record = self.jobs.get(job_id)
+        if record is not None:
+            record.job.cancel()
+
+    def cancel_current(self) -> int | None:
+        current = self.current_id()
+        if current is not None:
+            self.cancel(current)
+        return current
+
+    def cancel_all(self) -> None:
+        for record in list(self.jobs.values()):
+            record.job.cancel()
+
+    def current_id(self) -> int | None:
+        running = [r.id for r in self.jobs.values() if r.state in ("loading", "started")]
+        return running[0] if running else None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
+
+    def counts(self) -> tuple[int, int]:
+        running = sum(r.state in ("loading", "started") for r in self.jobs.values())
+        return running, len(self.jobs) - running
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel everything and stop the worker thread (waits for it)."""
+        self._closed = True
+        self.queue.shutdown(wait=True, timeout=timeout)
+
+    # ------------------------------------------------------------------ worker thread
+    def _listen(self, event: JobEvent) -> None:
+        """Called by the JobQueue on its worker thread: pack and relay."""
+        if self._closed and event.kind not in FINAL:
+            return
+        update = Update(event.job_id, event.kind, error=event.error, message=event.message)
+        if event.kind == "progress":
+            if not self._fill_progress(update, event):
+                return
+        elif event.kind == "started":
+            model = self.queue.model
+            update.device = str(getattr(model, "device", "")) if model is not None else ""
+        elif event.kind == "done":
+            update.result = event.result
+        self._relay.emit(update)
+
+    def _fill_progress(self, update: Update, event: JobEvent) -> bool:
+        p = event.progress
+        now = time.monotonic()
+        with self._lock:
+            last_progress, last_preview = self._last.get(event.job_id, (0.0, 0.0))
+            final = p.step >= p.total
+            if not final and now - last_progress < PROGRESS_INTERVAL:
+                return False
+            want_preview = final or now - last_preview >= PREVIEW_INTERVAL
+            self._last[event.job_id] = (now, now if want_preview else last_preview)
+        update.step, update.total, update.elapsed, update.box = p.step, p.total, p.elapsed, p.box
+        if want_preview:
+            try:
+                update.preview = p.preview()
+            except Exception:  # a preview must never break the edit
+                log.exception("preview failed")
+        return True
+
+    # ------------------------------------------------------------------ GUI thread
+    @pyqtSlot(object)
+    def _dispatch(self, update: Update) -> None:
+        record = self.jobs.get(update.job_id)
+        if record is None:
+            return
+        kind = update.kind
+        if kind != "progress":
+            record.state = kind
+        if kind == "queued":
+            self.queued.emit(update.job_id, update.message)
+        elif kind == "loading":
+            self.loading.emit(update.job_id, update.message)
+        elif kind == "started":
+            self.started.emit(update.job_id, update.message, update.device)
+        elif kind == "progress":
+            self.progressed.emit(update)
+        elif kind in FINAL:
+            del self.jobs[update.job_id]
+            with self._lock:
+                self._last.pop(update.job_id, None)
+            self.finished.emit(update, record)
+        self._emit_counts()
+
+    def record(self, job_id: int) -> JobRecord | None:
+        return self.jobs.get(job_id)
+
+    def _emit_counts(self) -> None:
+        self.countsChanged.emit(*self.counts())

@@ -1,0 +1,249 @@
+"""The main window end to end on tiny-random: open, mask, edit, cancel, errors, save, prefs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PyQt6.QtGui import QDropEvent
+from PyQt6.QtTest import QTest
+
+from cds_desktop.app.documents import read_ora
+from cds_desktop.app.main_window import MainWindow
+
+RUN_TIMEOUT = 60_000  # ms; generous, the machine is shared
+
+
+def widget_pos(canvas, x: float, y: float) -> QPoint:
+    p = canvas.pan + QPointF(x, y) * canvas.zoom
+    return QPoint(round(p.x()), round(p.y()))
+
+
+def paint_stroke(window, points, tool: str = "brush", size: int = 10) -> None:
+    window.tools.update(tool=tool, size=size, hardness=1.0)
+    canvas = window.canvas
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, pos=widget_pos(canvas, *points[0]))
+    for point in points[1:]:
+        QTest.mouseMove(canvas, widget_pos(canvas, *point))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=widget_pos(canvas, *points[-1]))
+
+
+def run_and_wait(qtbot, window, n: int = 1):
+    finished = []
+    window.worker.finished.connect(lambda update, record: finished.append(update))
+    ids = window.start_edit()
+    assert len(ids) == n, window.progress.error.text()
+    qtbot.waitUntil(lambda: len(finished) == n, timeout=RUN_TIMEOUT)
+    return finished
+
+
+def test_title_and_status_say_random_weights(window):
+    assert "RANDOM WEIGHTS" in window.windowTitle()
+    assert "RANDOM WEIGHTS" in window.model_label.text()
+
+
+def test_demo_model_label(make_window):
+    win = make_window(model="shapes-demo")
+    assert "shapes-demo (demo model" in win.windowTitle()
+    assert "RANDOM" not in win.windowTitle()
+
+
+def test_open_mask_edit_adds_a_result_layer_and_keeps_the_source(
+    qtbot, window, circle_png, fast_values
+):
+    assert window.open_path(circle_png)
+    source = window.state.active_layer
+    original = source.pixels.tobytes()
+    paint_stroke(window, [(14, 20), (24, 20), (34, 20)])
+    assert source.mask[20, 24] == 255 and source.mask[0, 0] == 0
+    window.prompt.set_values(fast_values())
+    previews = []
+    window.worker.progressed.connect(lambda u: previews.append(window.canvas.has_preview))
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind == "done", finished[0].error
+    layers = window.state.doc.layers
+    assert [layer.name for layer in layers] == ["circle", "a blue circle (seed 0)"]
+    result = layers[1]
+    assert result.source_uid == source.uid and window.state.active_uid == result.uid
+    assert result.pixels.shape == source.pixels.shape
+    assert source.pixels.tobytes() == original  # never modified
+    assert not np.array_equal(result.pixels, source.pixels)
+    assert previews and any(previews)  # the live preview was shown during the run
+    assert not window.canvas.has_preview  # and removed at the end
+    assert len(window.history.entries) == 1
+    assert window.state.dirty
+    # compare before/after is offered for a result layer
+    assert window.compare_action.isEnabled()
+    window.compare_action.trigger()
+    assert window.canvas.compare_uid == result.uid
+    # undo removes the result layer, redo brings it back
+    window.state.undo.undo()
+    assert [layer.name for layer in window.state.doc.layers] == ["circle"]
+    window.state.undo.redo()
+    assert window.state.doc.layers[1] is result
+
+
+def test_several_targets_queue_visibly_and_history_restores(qtbot, window, circle_png, fast_values):
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values(targets="a blue circle\na green square", seed=5))
+    counts = []
+    window.worker.countsChanged.connect(lambda running, waiting: counts.append(waiting))
+    texts = []
+    window.worker.countsChanged.connect(lambda *_: texts.append(window.progress.queue.text()))
+    finished = run_and_wait(qtbot, window, n=2)
+    assert [u.kind for u in finished] == ["done", "done"]
+    assert max(counts) >= 1 and "1 queued" in texts
+    names = [layer.name for layer in window.state.doc.layers]
+    assert names[0] == "circle"
+    assert set(names[1:]) == {"a blue circle (seed 5)", "a green square (seed 5)"}
+    entry = next(e for e in window.history.entries.values() if e.target_prompt == "a green square")
+    window.prompt.set_values(fast_values(targets="something else", seed=99, steps=7))
+    window.history.list.itemClicked.emit(window.history.list.item(0))  # newest first
+    window.restore_history(entry)
+    assert window.prompt.target_prompts() == ["a green square"]
+    assert window.prompt.seed.value() == 5 and window.prompt.steps.value() == 3
+    assert window.state.active_uid == entry.layer_uid
+
+
+def test_cancel_mid_run(qtbot, window, circle_png, fast_values):
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values(steps=2000))
+    finished = []
+    window.worker.finished.connect(lambda update, record: finished.append(update))
+    with qtbot.waitSignal(window.worker.progressed, timeout=RUN_TIMEOUT):
+        window.start_edit()
+    assert window.progress.cancel.isEnabled()
+    window.progress.cancel.click()
+    qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT)
+    assert finished[0].kind == "cancelled"
+    assert [layer.name for layer in window.state.doc.layers] == ["circle"]
+    assert not window.worker.busy and not window.progress.cancel.isEnabled()
+
+
+def test_model_error_is_shown_and_the_next_edit_works(
+    qtbot, window, circle_png, fast_values, tmp_path
+):
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values())
+    window.prompt.set_model(str(tmp_path / "no-such-model"))
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind == "failed"
+    banner = window.progress.error
+    assert banner.isVisible() and "no-such-model" in banner.text()
+    assert "Traceback" not in banner.text()
+    assert len(window.state.doc.layers) == 1
+    window.prompt.set_model("tiny-random")
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind == "done" and len(window.state.doc.layers) == 2
+    assert not banner.isVisible()  # a new edit clears the old error
+
+
+def test_bad_input_is_refused_before_queueing(window, circle_png, fast_values):
+    assert window.start_edit() == []
+    assert "open an image" in window.progress.error.text()
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values(w_cut="lots"))
+    assert window.start_edit() == []
+    assert "w_cut 'lots'" in window.progress.error.text()
+    window.prompt.set_values(fast_values(working_size="8"))
+    assert window.start_edit() == []
+    assert "working_size=8" in window.progress.error.text()
+    window.prompt.set_values(fast_values(targets="  "))
+    assert window.start_edit() == []
+    assert not window.worker.busy
+
+
+def test_open_error_keeps_the_current_document(window, circle_png, tmp_path):
+    window.open_path(circle_png)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    assert not window.open_path(bad)
+    assert "could not read" in window.progress.error.text()
+    assert window.state.doc.title == "circle.png"
+
+
+def test_save_ora_never_overwrites_the_png(qtbot, window, circle_png, tmp_path):
+    png_bytes = circle_png.read_bytes()
+    window.open_path(circle_png)
+    paint_stroke(window, [(10, 10), (20, 10)])
+    asked = []
+    window.ask_save_path = lambda suggestion, _filter: (
+        asked.append(suggestion) or str(tmp_path / "saved")
+    )
+    assert window.save()
+    assert asked == [str(tmp_path / "circle.ora")]
+    assert circle_png.read_bytes() == png_bytes
+    saved = tmp_path / "saved.ora"
+    doc = read_ora(saved)
+    assert doc.layers[0].pixels.tobytes() == window.state.doc.layers[0].pixels.tobytes()
+    assert not window.state.dirty and "saved.ora" in window.windowTitle()
+    window.state.set_visible(window.state.active_uid, False)
+    window.ask_save_path = lambda *a: pytest.fail("an .ora document saves in place")
+    assert window.save() and not read_ora(saved).layers[0].visible
+    assert window.export(tmp_path / "flat.png") and (tmp_path / "flat.png").is_file()
+
+
+def test_unsaved_changes_prompt_on_close(window, circle_png):
+    window.open_path(circle_png)
+    paint_stroke(window, [(10, 10), (20, 10)])
+    questions = []
+    window.ask_unsaved = lambda: questions.append(1) or "cancel"
+    window.close()
+    assert questions and window.isVisible() and window.worker.queue is not None
+    window.ask_unsaved = lambda: "discard"
+    window.close()
+    assert not window.isVisible()
+
+
+def test_drop_opens_a_file(window, circle_png):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(circle_png))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(event)
+    assert window.state.doc is not None and window.state.doc.title == "circle.png"
+    assert window.prefs.recent_files[0].endswith("circle.png")
+
+
+def test_strokes_and_layer_operations_undo_redo_through_the_window(window, circle_png):
+    window.open_path(circle_png)
+    layer = window.state.active_layer
+    paint_stroke(window, [(5, 5), (40, 5)], size=6)
+    painted = layer.mask.copy()
+    paint_stroke(window, [(20, 5), (30, 5)], tool="eraser", size=6)
+    assert painted[5, 25] == 255 and layer.mask[5, 25] == 0
+    window.layers.delete.click()
+    assert window.state.doc.layers == []
+    stack = window.state.undo
+    stack.undo()
+    assert window.state.doc.layers == [layer]
+    stack.undo()
+    assert np.array_equal(layer.mask, painted)
+    stack.undo()
+    assert not layer.mask.any()
+    stack.redo()
+    stack.redo()
+    assert layer.mask[5, 25] == 0 and layer.mask[5, 8] == 255
+
+
+def test_preferences_and_last_values_persist(make_window, prefs, fast_values, circle_png):
+    first = make_window()
+    first.open_path(circle_png)
+    first.prompt.set_values(fast_values(source="a cat", steps=17))
+    first.tools.update(size=33)
+    first.close()
+    second = MainWindow(prefs)  # model from the preferences
+    try:
+        assert second.prompt.source.text() == "a cat"
+        assert second.prompt.steps.value() == 17
+        assert second.tools.size == 33
+        assert second.prompt.model_spec == "tiny-random"
+        assert str(circle_png.resolve()) in prefs.recent_files
+    finally:
+        second.close()
+        second.shutdown()
