@@ -203,6 +203,7 @@ class _Connection:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.writer: threading.Thread | None = None
+        self.handshaken = False
         self.name = f"client#{self.id} {addr[0]}:{addr[1]}"
 
     # ------------------------------------------------------------------ lifecycle
@@ -220,7 +221,8 @@ class _Connection:
             log.info("%s rejected: %s", self.name, exc.message)
         except P.ProtocolError as exc:
             log.info("%s dropped: %s", self.name, exc)
-            self._fatal(exc.code, exc.message)
+            if self.handshaken:  # before our handshake reply, frames would be noise
+                self._fatal(exc.code, exc.message)
         except OSError as exc:
             log.info("%s connection error: %s", self.name, exc)
         except Exception:  # noqa: BLE001 - never let one client take the server down
@@ -228,17 +230,30 @@ class _Connection:
                 log.debug("%s: error after close", self.name, exc_info=True)
             else:
                 log.exception("%s: unexpected error; closing this connection", self.name)
-                self._fatal(P.INTERNAL, "unexpected server error; details are in the server log")
+                if self.handshaken:
+                    self._fatal(P.INTERNAL, "unexpected server error; see the server log")
         finally:
             self._cancel_jobs()
+            self._drain()
             self.close()
+
+    def _drain(self) -> None:
+        """Let the writer send what is already queued (e.g. replies before the client's EOF)."""
+        writer = self.writer
+        if writer is not None and writer.is_alive() and not self.closed.is_set():
+            self.outbox.put(None)
+            writer.join(self.server.limits.io_timeout)
 
     def _open(self) -> bool:
         """Handshake + hello. True once the client is authenticated and welcomed."""
         limits = self.server.limits
         self.sock.settimeout(limits.handshake_timeout)
-        version = P.read_handshake(self.stream)
+        try:
+            version = P.read_handshake(self.stream)
+        except P.ProtocolError as exc:
+            raise P.NotProtocol(f"incomplete handshake ({exc.message})") from None
         P.write_handshake(self.stream, P.PROTOCOL_VERSION)
+        self.handshaken = True
         if version != P.PROTOCOL_VERSION:
             raise P.ProtocolError(
                 P.UNSUPPORTED_VERSION,

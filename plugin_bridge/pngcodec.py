@@ -124,7 +124,9 @@ def decode_png(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> PngImage:
 
 def _collect_chunks(data: bytes) -> tuple[bytes, bytes | None, bytes | None]:
     pos, idat, palette, trns = 8, [], None, None
-    while pos + 8 <= len(data):
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise PngError("damaged PNG: the file is truncated")
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
         if len(body) != length or pos + 12 + length > len(data):
