@@ -46,7 +46,7 @@ def import_from(folder: Path, name: str, prefixes: tuple[str, ...]):
         sys.path.remove(str(folder))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bridge(tmp_path_factory):
     """A running BridgeServer (port 0, tiny-random) whose token is in a temporary
     XDG_CONFIG_HOME; yields (server, config_home)."""

@@ -163,8 +163,8 @@ def test_session_submits_crop_and_inserts_the_result(kp):
         ]
     )
     params = kp.logic.EditParams("a cat", "a dog", mode="dds", steps=7)
-    session = kp.session.EditSession(client, doc, layer, params)
-    assert "48x42" in session.start().text
+    session = kp.session.EditSession(doc, layer, params)
+    assert "48x42" in session.start(client).text
     sent = kp.png.decode_png(client.submitted["image"])
     assert (sent.width, sent.height) == (48, 42) and sent.rgba == rgba_of(box)
     assert client.submitted["settings"] == {"mode": "dds", "steps": 7}
@@ -180,22 +180,22 @@ def test_session_reports_errors_cancel_and_bad_results_without_adding_layers(kp)
     doc, layer = document_with_layer(16, 16)
     msg, params = kp.proto.Message, kp.logic.EditParams("a cat", "a dog")
     failing = ScriptedClient([msg("error", "job1", code="EDIT_FAILED", message="diverged")])
-    session = kp.session.EditSession(failing, doc, layer, params)
-    session.start()
+    session = kp.session.EditSession(doc, layer, params)
+    session.start(failing)
     update = session.poll()
     assert session.state == "failed" and "EDIT_FAILED: diverged" in update.text
 
     cancelling = ScriptedClient([msg("error", "job1", code="CANCELLED", message="by client")])
-    session = kp.session.EditSession(cancelling, doc, layer, params)
-    session.start()
+    session = kp.session.EditSession(doc, layer, params)
+    session.start(cancelling)
     session.cancel()
     assert cancelling.cancelled == ["job1"]
     assert session.poll().text == "cancelled" and session.state == "cancelled"
 
     wrong_size = kp.png.encode_png(8, 8, b"\x00" * 256)
     bad = ScriptedClient([msg("result", "job1", parts={"image": wrong_size})])
-    session = kp.session.EditSession(bad, doc, layer, params)
-    session.start()
+    session = kp.session.EditSession(doc, layer, params)
+    session.start(bad)
     assert "expected 16x16" in session.poll().text and session.state == "failed"
     assert [n.name() for n in doc.root.childNodes()] == ["Source"]
 
@@ -203,9 +203,9 @@ def test_session_reports_errors_cancel_and_bad_results_without_adding_layers(kp)
 def test_session_refuses_empty_prompts_before_sending(kp):
     doc, layer = document_with_layer(8, 8)
     client = ScriptedClient([])
-    session = kp.session.EditSession(client, doc, layer, kp.logic.EditParams(" ", "a dog"))
+    session = kp.session.EditSession(doc, layer, kp.logic.EditParams(" ", "a dog"))
     with pytest.raises(kp.logic.PluginError, match="source prompt is empty"):
-        session.start()
+        session.start(client)
     assert client.submitted == {}
 
 
@@ -227,8 +227,8 @@ def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, mon
     before = dict(layer.pixels)
     params = kp.logic.EditParams("a cat", "a dog", steps=2, extra_settings=FAST_SETTINGS)
     with kp.session.make_client() as client:
-        session = kp.session.EditSession(client, doc, layer, params)
-        session.start()
+        session = kp.session.EditSession(doc, layer, params)
+        session.start(client)
         update = None
         while update is None or not update.finished:
             message = client.poll(30.0)

@@ -254,25 +254,39 @@ def _error_text(msg: Any) -> str:
     return f"{msg.get('code', 'ERROR')}: {msg.get('message', '')}"
 
 
-def edit_layer(
-    image: Any, drawable: Any, params: EditParams, client: Any, progress: Progress
-) -> Any:
-    """Read, send, wait, insert. Returns the new layer. Raises user-readable errors."""
+@dataclass(frozen=True)
+class Request:
+    """What is sent: the box (image coordinates) and its PNGs."""
+
+    box: Rect
+    image_png: bytes
+    mask_png: bytes | None
+    layer_name: str
+
+
+def prepare(image: Any, drawable: Any, params: EditParams) -> Request:
+    """Check and read everything locally, before any connection is made."""
     check_params(params)
     box, selected = plan_box(image, drawable)
     rgba = read_rgba(drawable, box)
     mask = read_mask(image, box) if selected else None
     image_png = pngcodec.encode_png(box.width, box.height, rgba, channels=4)
     mask_png = pngcodec.encode_png(box.width, box.height, mask, channels=1) if mask else None
+    return Request(box, image_png, mask_png, drawable.get_name())
+
+
+def send(client: Any, request: Request, params: EditParams, progress: Progress) -> bytes:
+    """Submit and wait; returns the result's RGBA pixels (the size of the box)."""
+    box = request.box
     progress.start(f"CDS: sending {box.width}x{box.height} pixels")
     try:
         job = client.submit_edit(
-            image_png,
+            request.image_png,
             params.source,
             params.target,
-            mask_png=mask_png,
+            mask_png=request.mask_png,
             settings=params.settings(),
-            meta={"layer": drawable.get_name(), "box": list(box)},
+            meta={"layer": request.layer_name, "box": list(box)},
             offset=(box.left, box.top),
         )
         result = pngcodec.decode_png(wait_for_result(client, job, progress))
@@ -282,7 +296,16 @@ def edit_layer(
         raise PluginError(
             f"the result is {result.width}x{result.height}, expected {box.width}x{box.height}"
         )
-    return insert_result(image, drawable, box, result.rgba, layer_name(params.target))
+    return result.rgba
+
+
+def edit_layer(
+    image: Any, drawable: Any, params: EditParams, client: Any, progress: Progress
+) -> Any:
+    """Read, send, wait, insert. Returns the new layer. Raises user-readable errors."""
+    request = prepare(image, drawable, params)
+    rgba = send(client, request, params, progress)
+    return insert_result(image, drawable, request.box, rgba, layer_name(params.target))
 
 
 def bridge_address() -> tuple[str, int]:
@@ -325,8 +348,11 @@ def run(procedure, run_mode, image, drawables, config, data):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         drawable = check_target(image, drawables)
+        params = params_from(config)
+        request = prepare(image, drawable, params)
         with make_client() as client:
-            edit_layer(image, drawable, params_from(config), client, Progress())
+            rgba = send(client, request, params, Progress())
+        insert_result(image, drawable, request.box, rgba, layer_name(params.target))
     except (PluginError, bridge_client.BridgeError, pngcodec.PngError) as exc:
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc)))
     Gimp.displays_flush()

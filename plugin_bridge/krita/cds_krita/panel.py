@@ -107,8 +107,9 @@ class CdsPanel(QtWidgets.QWidget):
             return
         try:
             doc, node = self._target_provider()
-            session = EditSession(self._connected_client(), doc, node, self.params())
-            self._show(session.start())
+            session = EditSession(doc, node, self.params())
+            session.prepare()  # refuse bad layers/prompts before connecting
+            self._show(session.submit(self._connected_client()))
         except Exception as exc:  # every failure becomes a status line
             self._drop_client_if_closed()
             self._end(False, user_message(exc))

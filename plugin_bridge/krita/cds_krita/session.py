@@ -79,19 +79,19 @@ def user_message(exc: BaseException) -> str:
 class EditSession:
     """Submit one edit and, when its result arrives, insert it above the source layer."""
 
-    def __init__(
-        self, client: Any, doc: KritaDocument, node: KritaNode, params: EditParams
-    ) -> None:
-        self.client, self.doc, self.node, self.params = client, doc, node, params
+    def __init__(self, doc: KritaDocument, node: KritaNode, params: EditParams) -> None:
+        self.doc, self.node, self.params = doc, node, params
+        self.client: Any = None
         self.state = RUNNING
         self.job: str | None = None
         self.crop: Crop | None = None
         self.new_layer: KritaNode | None = None
         self.error: str | None = None
+        self._pngs: tuple[bytes, bytes | None] | None = None
 
     # ------------------------------------------------------------------ start / cancel
-    def start(self) -> Update:
-        """Read the layer and submit. Raises PluginError/BridgeError (user-readable)."""
+    def prepare(self) -> None:
+        """Check and read everything locally (no connection yet). Raises PluginError."""
         check_params(self.params)
         crop = read_crop(self.doc, self.node)
         box = crop.box
@@ -99,18 +99,30 @@ class EditSession:
         mask_png = None
         if crop.mask is not None:
             mask_png = pngcodec.encode_png(box.width, box.height, crop.mask, channels=1)
-        self.job = self.client.submit_edit(
+        self.crop, self._pngs = crop, (image_png, mask_png)
+
+    def submit(self, client: Any) -> Update:
+        """Send the prepared edit through a connected client. Raises BridgeError."""
+        if self.crop is None:
+            self.prepare()
+        box, (image_png, mask_png) = self.crop.box, self._pngs
+        self.client = client
+        self.job = client.submit_edit(
             image_png,
             self.params.source,
             self.params.target,
             mask_png=mask_png,
             settings=self.params.settings(),
-            meta={"layer": crop.layer_name, "box": list(box)},
+            meta={"layer": self.crop.layer_name, "box": list(box)},
             offset=(box.left, box.top),
         )
-        self.crop = crop
         log.info("submitted job %s: %dx%d at (%d, %d)", self.job, *box[2:], *box[:2])
-        return Update(f"sent {box.width}x{box.height} pixels of '{crop.layer_name}'")
+        return Update(f"sent {box.width}x{box.height} pixels of '{self.crop.layer_name}'")
+
+    def start(self, client: Any) -> Update:
+        """prepare() + submit()."""
+        self.prepare()
+        return self.submit(client)
 
     def cancel(self) -> None:
         if self.state == RUNNING and self.job is not None:

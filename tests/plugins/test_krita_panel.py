@@ -1,0 +1,88 @@
+"""The Krita docker's panel (plain Qt, here PyQt6 via pytest-qt) with a fake document.
+
+Checks the Qt glue: Edit polls the bridge from a QTimer without blocking, Cancel reaches the
+server, and every failure ends as one status line. test_krita_real.py runs the same panel on
+Krita's PyQt5.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import FAST_SETTINGS, import_from
+from .fake_krita import FakeSelection, document_with_layer
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture(scope="module")
+def panel_module(staged):
+    return import_from(staged["krita"], "cds_krita.panel", ("cds_krita",))
+
+
+@pytest.fixture
+def make_panel(qtbot, panel_module):
+    def make(doc, layer, **kw):
+        panel = panel_module.CdsPanel(lambda: (doc, layer), **kw)
+        qtbot.addWidget(panel)
+        panel.source_edit.setText("a colourful gradient")
+        panel.target_edit.setText("a red dog")
+        panel.steps_spin.setValue(2)
+        panel.extra_settings = dict(FAST_SETTINGS)
+        return panel
+
+    yield make
+
+
+def test_edit_runs_from_the_timer_and_adds_the_layer(qtbot, make_panel, bridge, monkeypatch):
+    server, config_home = bridge
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
+    doc, layer = document_with_layer(40, 32)
+    doc.sel = FakeSelection.rectangle(10, 8, 12, 10)
+    panel = make_panel(doc, layer)
+    with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
+        panel.edit_button.click()
+        assert panel.busy and not panel.edit_button.isEnabled()  # returned at once
+    ok, text = blocker.args
+    assert ok, text
+    assert [n.name() for n in doc.root.childNodes()] == ["Source", "a red dog"]
+    assert panel.edit_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert panel.progress.value() == 100
+    panel.shutdown()
+
+
+def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
+    server, config_home = bridge
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
+    doc, layer = document_with_layer(40, 32)
+    panel = make_panel(doc, layer)
+    panel.steps_spin.setValue(2000)
+    panel.extra_settings = {k: v for k, v in FAST_SETTINGS.items() if k != "steps"}
+    with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
+        panel.edit_button.click()
+        panel.cancel_button.click()
+    assert blocker.args == [False, "cancelled"]
+    assert [n.name() for n in doc.root.childNodes()] == ["Source"]
+    panel.shutdown()
+
+
+def test_failures_end_as_one_status_line(qtbot, make_panel, monkeypatch, tmp_path):
+    token = tmp_path / "cds-desktop" / "bridge-token"
+    token.parent.mkdir()
+    token.write_text("x" * 64)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_BRIDGE_PORT", "1")  # nothing listens there
+    doc, layer = document_with_layer(8, 8)
+    panel = make_panel(doc, layer)
+    with qtbot.waitSignal(panel.finished, timeout=5000) as blocker:
+        panel.edit_button.click()
+    assert blocker.args[0] is False and "cds-desktop --serve" in blocker.args[1]
+    assert panel.status.text() == blocker.args[1] and panel.edit_button.isEnabled()
+
+    layer._depth = "U16"
+    with qtbot.waitSignal(panel.finished, timeout=5000) as blocker:
+        panel.edit_button.click()
+    assert "8-bit RGBA" in blocker.args[1]
+    assert doc.root.childNodes() == [layer]
