@@ -823,6 +823,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--serve"]
     args = _serve_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    _quiet_library_warnings(args.log_level)
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: expected 0..65535")
     from cds_desktop.engine.models import load_model
@@ -847,6 +848,16 @@ def serve_main(argv: list[str] | None = None) -> int:
     log.info("token file: %s (plug-ins read it; keep it private)", server.token_file)
     log.info("ready: model %s, port %d; press Ctrl+C to stop", model.label, server.port)
     return _wait_for_interrupt(server, job_queue)
+
+
+def _quiet_library_warnings(level: str) -> None:
+    """transformers prints import-time notices (e.g. about torchvision) to stderr; a headless
+    server shows only its own log unless --log-level DEBUG."""
+    if level == "DEBUG":
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def _preloaded_loader(model, args):

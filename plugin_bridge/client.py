@@ -183,6 +183,7 @@ class BridgeClient:
     # ------------------------------------------------------------------ requests
     def ping(self) -> float:
         """Round trip to the server; returns the seconds it took."""
+        self._refresh()
         self.connect()
         nonce = uuid.uuid4().hex[:8]
         started = time.monotonic()
@@ -208,6 +209,7 @@ class BridgeClient:
     ) -> str:
         """Send an edit; returns its job id. ``meta`` (any JSON object, e.g. the layer name)
         and ``offset`` (the layer's x, y) come back unchanged in the result."""
+        self._refresh()
         self.connect()
         job = uuid.uuid4().hex[:16]
         self._send(p.edit(job, image_png, source, target, mask_png, settings, meta, offset))
@@ -268,6 +270,18 @@ class BridgeClient:
         raise BridgeError(CONNECTION_LOST, f"job {job} ended without a result")  # unreachable
 
     # ------------------------------------------------------------------ internals
+    def _refresh(self) -> None:
+        """Drop a connection the server has closed meanwhile (idle TIMEOUT, server restart),
+        keeping any messages that arrived, so the next request reconnects transparently."""
+        try:
+            while self._sock is not None:
+                msg = self._read(0.0)
+                if msg is None:
+                    return
+                self._backlog.append(msg)
+        except BridgeError:
+            self.close()
+
     def _take(self, job_id: str) -> p.Message | None:
         for i, msg in enumerate(self._backlog):
             if msg.job == job_id:

@@ -299,5 +299,21 @@ def test_stop_closes_clients_and_reports_not_running(job_queue):
     assert not srv.running and srv.port is None
     assert statuses[0].running and not statuses[-1].running
     with pytest.raises(BridgeError) as info:
-        client.ping()
-    assert info.value.code in ("CONNECTION_LOST", P.TIMEOUT)
+        client.ping()  # notices the closed connection, tries to reconnect, finds no server
+    assert info.value.code == "NOT_RUNNING" and "cds-desktop --serve" in str(info.value)
+
+
+def test_idle_connection_times_out_and_the_client_reconnects(job_queue):
+    limits = bs.ServerLimits(idle_timeout=0.2)
+    with bs.BridgeServer(job_queue, port=0, token="i" * 64, limits=limits) as srv:
+        with BridgeClient(port=srv.port, token="i" * 64, timeout=GUARD) as client:
+            with pytest.raises(BridgeError) as info:
+                client.poll(GUARD)  # the server's fatal TIMEOUT arrives
+            assert info.value.code == P.TIMEOUT and not client.connected
+            assert client.ping() >= 0  # a new request reconnects
+        with BridgeClient(port=srv.port, token="i" * 64, timeout=GUARD) as client:
+            deadline = time.monotonic() + GUARD
+            while srv.client_count and time.monotonic() < deadline:
+                time.sleep(0.05)  # wait until the server dropped the idle client
+            assert srv.client_count == 0
+            assert client.ping() >= 0  # dropped silently, reconnected transparently
