@@ -89,6 +89,20 @@ def run_panel(doc, source, report):
     panel.shutdown()
 
 
+def docker_probe(report):
+    """The docker Krita would create from the registered factory, and what its Edit does
+    when no document is open in a window (the case under kritarunner)."""
+    from cds_krita.docker import CdsDocker
+
+    docker = CdsDocker()
+    report["docker_title"] = docker.windowTitle()
+    report["docker_has_panel"] = docker.widget() is docker.panel
+    docker.panel.source_edit.setText("a")
+    docker.panel.target_edit.setText("b")
+    docker.panel.edit_button.click()
+    report["docker_no_document"] = docker.panel.status.text()
+
+
 def refusal_message(krita):
     """What the plug-in says about a 32-bit float document (it must refuse it)."""
     from cds_krita.logic import PluginError, read_crop
@@ -135,6 +149,7 @@ def run(args):
         run_panel(doc, source, report)
         dump(doc, source, before, out_dir, report)
         report["refusal"] = refusal_message(krita)
+        docker_probe(report)
     except Exception:
         report["error"] = traceback.format_exc()
     tmp = os.path.join(out_dir, "report.json.tmp")

@@ -149,3 +149,9 @@ def test_float_documents_are_refused_with_a_clear_message(krita_run):
     report, _ = krita_run
     assert report["refusal"] is not None
     assert "8-bit RGBA" in report["refusal"] and "F32" in report["refusal"]
+
+
+def test_docker_builds_and_explains_a_missing_document(krita_run):
+    report, _ = krita_run
+    assert report["docker_title"] == "CDS Edit" and report["docker_has_panel"] is True
+    assert report["docker_no_document"].startswith("no open document")
