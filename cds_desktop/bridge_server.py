@@ -18,6 +18,7 @@ import argparse
 import hmac
 import ipaddress
 import itertools
+import json
 import logging
 import os
 import queue as queue_mod
@@ -50,6 +51,8 @@ DEFAULT_PORT = P.DEFAULT_PORT
 DEFAULT_HOST = P.DEFAULT_HOST
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 TOKEN_BYTES = 32
+#: meta is echoed in the result header, which must stay under the 64 KiB header limit
+MAX_META_BYTES = 16 * 1024
 SERVER_NAME = "cds-desktop"
 
 
@@ -203,6 +206,7 @@ class _Connection:
         self.lock = threading.Lock()
         self.closed = threading.Event()
         self.writer: threading.Thread | None = None
+        self.thread: threading.Thread | None = None
         self.handshaken = False
         self.name = f"client#{self.id} {addr[0]}:{addr[1]}"
 
@@ -236,6 +240,7 @@ class _Connection:
             self._cancel_jobs()
             self._drain()
             self.close()
+            self.server._forget(self)
 
     def _drain(self) -> None:
         """Let the writer send what is already queued (e.g. replies before the client's EOF)."""
@@ -525,7 +530,8 @@ class BridgeServer:
         self._token_file = None if token is not None else (token_file or token_path())
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[_Connection] = set()  # authenticated clients
+        self._live: set[_Connection] = set()  # every open connection, also mid-handshake
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, limits.max_pixels)
@@ -556,10 +562,15 @@ class BridgeServer:
         if self._accept_thread is not None:
             self._accept_thread.join(timeout)
         with self._lock:
-            connections = list(self._connections)
+            connections = list(self._live)
         for conn in connections:
             conn._cancel_jobs()
             conn.close()
+        deadline = time.monotonic() + timeout
+        for conn in connections:
+            for thread in (conn.thread, conn.writer):
+                if thread is not None and thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
         log.info("bridge stopped")
         self._notify()
 
@@ -631,7 +642,12 @@ class BridgeServer:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn = _Connection(self, sock, addr)
-                threading.Thread(target=conn.run, name=f"bridge-{conn.id}", daemon=True).start()
+                with self._lock:
+                    self._live.add(conn)
+                conn.thread = threading.Thread(
+                    target=conn.run, name=f"bridge-{conn.id}", daemon=True
+                )
+                conn.thread.start()
             except Exception:  # noqa: BLE001
                 log.exception("could not start a connection thread")
                 sock.close()
@@ -640,6 +656,10 @@ class BridgeServer:
         with self._lock:
             self._connections.add(conn)
         self._notify()
+
+    def _forget(self, conn: _Connection) -> None:
+        with self._lock:
+            self._live.discard(conn)
 
     def _unregister(self, conn: _Connection) -> None:
         with self._lock:
@@ -678,6 +698,9 @@ class BridgeServer:
             meta = {}
         if not isinstance(meta, dict):
             raise _bad("meta must be a JSON object")
+        meta_size = len(json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        if meta_size > MAX_META_BYTES:
+            raise _bad(f"meta is {meta_size} bytes of JSON (max {MAX_META_BYTES})")
         state.meta = meta
         unexpected = set(msg.parts) - {"image", "mask"}
         if unexpected:

@@ -226,6 +226,8 @@ def parse_header(data: bytes) -> dict[str, Any]:
         header = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(BAD_REQUEST, f"JSON header is not valid UTF-8 JSON ({exc})") from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, "JSON header is nested too deeply") from None
     if not isinstance(header, dict):
         raise ProtocolError(BAD_REQUEST, "JSON header must be an object")
     kind = header.get("type")

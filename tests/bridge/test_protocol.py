@@ -132,6 +132,7 @@ def test_oversized_frames_are_refused_before_reading(prefix, limits):
         (frame(b"{not json"), "JSON"),
         (frame(b"\xff\xfe"), "UTF-8"),
         (frame(b"[1, 2]"), "object"),
+        (frame(b"[" * 30000 + b"]" * 30000), "deeply"),
         (frame({"job": None}), "type"),
         (frame({"type": "ping", "job": 5}), "job"),
         (frame({"type": "ping", "job": "x" * 65}), "job"),

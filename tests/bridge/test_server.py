@@ -237,6 +237,7 @@ def test_cancel_message_ends_the_job_with_cancelled(server):
         ({"target": 3}, P.BAD_REQUEST, "target"),
         ({"offset": [1]}, P.BAD_REQUEST, "offset"),
         ({"meta": "x"}, P.BAD_REQUEST, "meta"),
+        ({"meta": {"k": "x" * 20000}}, P.BAD_REQUEST, "meta is"),
         ({"parts": {"image": b"not a png"}}, P.BAD_REQUEST, "image"),
         ({"parts": {}}, P.BAD_REQUEST, "image"),
         ({"parts": {"mask": png_bytes(box_mask(0, 0, 4, 4, 8, 8))}}, P.BAD_REQUEST, "mask is 8x8"),
@@ -292,11 +293,19 @@ def test_status_reports_clients(server):
 
 def test_stop_closes_clients_and_reports_not_running(job_queue):
     statuses = []
+    before = set(threading.enumerate())
     srv = bs.BridgeServer(job_queue, port=0, token="s" * 64, on_status=statuses.append).start()
     client = BridgeClient(port=srv.port, token="s" * 64, timeout=GUARD)
     client.connect()
+    half_open = socket.create_connection(("127.0.0.1", srv.port), timeout=GUARD)  # no handshake
+    deadline = time.monotonic() + GUARD
+    while len(srv._live) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the server has accepted it (not just queued in the backlog)
     srv.stop()
     assert not srv.running and srv.port is None
+    assert half_open.recv(10) == b""  # closed by stop(), not left to the handshake timeout
+    leaked = [t for t in set(threading.enumerate()) - before if t.name.startswith("bridge-")]
+    assert not leaked, leaked
     assert statuses[0].running and not statuses[-1].running
     with pytest.raises(BridgeError) as info:
         client.ping()  # notices the closed connection, tries to reconnect, finds no server
