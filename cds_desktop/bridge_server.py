@@ -849,28 +849,44 @@ def serve_main(argv: list[str] | None = None) -> int:
     _quiet_library_warnings(args.log_level)
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: expected 0..65535")
-    from cds_desktop.engine.models import load_model
-
     try:
         check_host(args.host, args.allow_remote)
-        log.info("loading model %s on %s ...", describe_spec(args.model), args.device)
-        model = load_model(args.model, device=args.device, dtype=args.dtype)
-    except (BridgeServerError, EditError) as exc:
+        model = _load_model(args)
+        job_queue = J.JobQueue(loader=_preloaded_loader(model, args))
+        server = BridgeServer(
+            job_queue, args.host, args.port, args.model, None, args.allow_remote,
+            device=args.device, dtype=args.dtype,
+        )  # fmt: skip
+        try:
+            server.start()
+        except BaseException:
+            job_queue.shutdown()
+            raise
+    except (BridgeServerError, EditError, OSError) as exc:
         return _fail(str(exc))
-    loader = _preloaded_loader(model, args)
-    job_queue = J.JobQueue(loader=loader)
-    server = BridgeServer(
-        job_queue, args.host, args.port, args.model, None, args.allow_remote,
-        device=args.device, dtype=args.dtype,
-    )  # fmt: skip
-    try:
-        server.start()
-    except (BridgeServerError, OSError) as exc:
-        job_queue.shutdown()
-        return _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
     log.info("token file: %s (plug-ins read it; keep it private)", server.token_file)
     log.info("ready: model %s, port %d; press Ctrl+C to stop", model.label, server.port)
     return _wait_for_interrupt(server, job_queue)
+
+
+def _load_model(args):
+    from cds_desktop.engine.models import load_model
+
+    log.info("loading model %s on %s ...", describe_spec(args.model), args.device)
+    try:
+        return load_model(args.model, device=args.device, dtype=args.dtype)
+    except EditError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line for the user, details in the log
+        log.debug("model load failed", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BridgeServerError(
+            f"cannot load model {args.model!r}: {type(exc).__name__}: {first} "
+            "(--log-level DEBUG shows details)"
+        ) from None
 
 
 def _quiet_library_warnings(level: str) -> None:
@@ -896,7 +912,7 @@ def _preloaded_loader(model, args):
 
 def _wait_for_interrupt(server: BridgeServer, job_queue: J.JobQueue) -> int:
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         while server.running:
             time.sleep(0.5)
@@ -906,6 +922,11 @@ def _wait_for_interrupt(server: BridgeServer, job_queue: J.JobQueue) -> int:
         server.stop()
         job_queue.shutdown(timeout=10.0)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM behaves like Ctrl+C: stop cleanly."""
+    raise KeyboardInterrupt
 
 
 def _fail(message: str) -> int:
