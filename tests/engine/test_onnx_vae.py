@@ -29,7 +29,7 @@ from cds_desktop.engine.cds import run_edit  # noqa: E402
 from cds_desktop.engine.models import load_model, tiny_random_components  # noqa: E402
 from cds_desktop.engine.settings import EditSettings  # noqa: E402
 from cds_desktop.engine.vae import TorchVae, create_backend, export  # noqa: E402
-from cds_desktop.engine.vae.onnx_vae import OnnxVae  # noqa: E402
+from cds_desktop.engine.vae.onnx_vae import OnnxVae, unavailable_reason  # noqa: E402
 from cds_desktop.engine.vae.tiling import (  # noqa: E402
     TilingPolicy,
     tile_starts,
@@ -274,6 +274,15 @@ def test_failed_export_falls_back_with_one_warning(vaes, monkeypatch, caplog):
     assert backend.name == "torch"
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "exporter exploded" in warnings[0].getMessage()
+
+
+def test_onnx_refuses_devices_without_a_provider(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert "onnxruntime-gpu" in unavailable_reason("cuda")
+    assert "mps" in unavailable_reason("mps")
+    assert unavailable_reason("cpu") is None
 
 
 # ----------------------------------------------------------------------------- engine

@@ -48,16 +48,12 @@ def create_backend(vae, kind: str, device, dtype, identity: str = "") -> VaeBack
 
 
 def _try_onnx(vae, device, identity: str) -> VaeBackend | None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        log.warning(
-            "vae_backend=onnx needs onnxruntime (pip install 'cds-desktop[onnx]', or [gpu] "
-            "for onnxruntime-gpu); using the torch VAE"
-        )
-        return None
-    from .onnx_vae import OnnxVae
+    from .onnx_vae import OnnxVae, unavailable_reason  # imports onnxruntime only when called
 
+    why_not = unavailable_reason(device)
+    if why_not:
+        log.warning("%s; using the torch VAE", why_not)
+        return None
     try:
         return OnnxVae.from_vae(vae, device, source=identity)
     except Exception as exc:  # export/session errors: fall back rather than fail the load

@@ -29,6 +29,9 @@ def _cpu_session(path: Path):
     options.log_severity_level = 3  # errors only
     # No busy-waiting between runs: the UNet (torch) needs those cores right after a decode.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No arena: a 1024^2 decode would otherwise keep its ~GB of buffers for the app's lifetime
+    # (not measurably slower here: the VAE's convolutions dwarf allocation costs).
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -57,6 +60,8 @@ class _CudaGraph:
         providers = [("CUDAExecutionProvider", {"device_id": self.index}), "CPUExecutionProvider"]
         self._make = lambda p: ort.InferenceSession(str(p), providers=providers)
         self.session = self._make(path)
+        if self.session.get_providers()[0] != "CUDAExecutionProvider":  # ORT fell back to CPU
+            raise RuntimeError("onnxruntime could not start its CUDA provider")
         self.fallback_path = fallback  # the fp32 graph when ``path`` is fp16
         self.fallback = None
         self.input = self.session.get_inputs()[0].name
@@ -94,6 +99,26 @@ def cuda_provider_available() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+def unavailable_reason(device: torch.device | str) -> str | None:
+    """Why the ONNX backend cannot run on ``device`` (None if it can)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return (
+            "vae_backend=onnx needs onnxruntime (pip install 'cds-desktop[onnx]', or "
+            "'cds-desktop[gpu]' for onnxruntime-gpu)"
+        )
+    kind = torch.device(device).type
+    if kind == "cuda" and not cuda_provider_available():
+        return (
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider; install onnxruntime-gpu "
+            "(pip uninstall onnxruntime; pip install 'cds-desktop[gpu]') to run the ONNX VAE on CUDA"
+        )
+    if kind not in ("cpu", "cuda"):
+        return f"the ONNX VAE runs on cpu or cuda only, not on {kind}"
+    return None
+
+
 class OnnxVae:
     """VaeBackend on onnxruntime. Build with :meth:`from_vae` (exports/caches as needed)."""
 
@@ -114,14 +139,15 @@ class OnnxVae:
         self._encoder, self._decoder = self._graphs(info)
 
     def _graphs(self, info: ExportInfo):
-        if self.device.type == "cuda" and cuda_provider_available():
+        why_not = unavailable_reason(self.device)
+        if why_not:
+            raise RuntimeError(why_not)
+        if self.device.type == "cuda":
             enc16, dec16 = fp16_graph(info, "encoder"), fp16_graph(info, "decoder")
             return (
                 _CudaGraph(enc16 or info.encoder, info.encoder if enc16 else None, self.device),
                 _CudaGraph(dec16 or info.decoder, info.decoder if dec16 else None, self.device),
             )
-        if self.device.type != "cpu":
-            log.info("onnxruntime has no provider for %s; the ONNX VAE runs on CPU", self.device)
         return _CpuGraph(info.encoder, self.device), _CpuGraph(info.decoder, self.device)
 
     @classmethod
