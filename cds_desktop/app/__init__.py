@@ -53,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         return screenshot(args.screenshot, args.image, model=args.model, demo_mask=args.demo_mask)
     from .main_window import MainWindow
     from .settings import Preferences
+    from .worker import set_cpu_threads
 
     app = _application()
-    window = MainWindow(Preferences(), model=args.model)
+    prefs = Preferences()
+    log.info("edits use %d CPU thread(s)", set_cpu_threads(prefs.cpu_threads))
+    window = MainWindow(prefs, model=args.model)
     window.show()
     if args.image:
         window.open_path(args.image)

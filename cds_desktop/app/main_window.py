@@ -16,9 +16,11 @@ from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeyS
 from PyQt6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSlider,
     QToolBar,
     QVBoxLayout,
@@ -84,8 +86,10 @@ class MainWindow(QMainWindow):
         self._connect()
         self.prompt.set_values(prefs.panel_values())
         self.prompt.set_model(model or prefs.model)
+        self._on_active_layer(0)
         self.setAcceptDrops(True)
         self.resize(1280, 800)
+        self.resizeDocks([self.edit_dock, self.layers_dock], [560, 180], Qt.Orientation.Vertical)
         if persist and prefs.geometry() is not None:
             self.restoreGeometry(prefs.geometry())
             self.restoreState(prefs.window_state() or b"")
@@ -106,7 +110,13 @@ class MainWindow(QMainWindow):
         column.addWidget(self.prompt)
         column.addWidget(self.progress)
         column.addStretch(1)
-        self.edit_dock = self._dock("Edit", edit, "edit")
+        scroll = QScrollArea(self)  # small screens: the panel scrolls instead of clipping
+        scroll.setWidget(edit)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(edit.sizeHint().width())
+        self.edit_dock = self._dock("Edit", scroll, "edit")
         self.layers_dock = self._dock("Layers", self.layers, "layers")
         self.history_dock = self._dock("History", self.history, "history")
         self.tabifyDockWidget(self.layers_dock, self.history_dock)
@@ -183,10 +193,7 @@ class MainWindow(QMainWindow):
         self._build_toolbars()
 
     def _build_toolbars(self) -> None:
-        tools = QToolBar("Mask tools", self)
-        tools.setObjectName("toolbar-mask")
-        tools.addWidget(self.mask_bar)
-        self.addToolBar(tools)
+        self.addToolBar(self.mask_bar)
         view = QToolBar("View", self)
         view.setObjectName("toolbar-view")
         view.addAction("Fit", self.canvas.fit)

@@ -63,6 +63,18 @@ class Preferences:
         self._s.setValue("engine/vae_backend", _choice(value, VAE_BACKENDS))
 
     @property
+    def cpu_threads(self) -> int:
+        """torch CPU threads for edits; 0 = auto (cores - 1, leaving one for the GUI)."""
+        try:
+            return max(0, int(self._s.value("engine/cpu_threads", 0)))
+        except (TypeError, ValueError):
+            return 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int) -> None:
+        self._s.setValue("engine/cpu_threads", max(0, int(value)))
+
+    @property
     def custom_models(self) -> list[str]:
         """Repo ids, folders and files the user picked before (newest first)."""
         return self._list("engine/custom_models")

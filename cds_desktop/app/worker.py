@@ -9,6 +9,8 @@ queued connection, so every slot runs in the GUI thread and the window never blo
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,40 @@ log = logging.getLogger(__name__)
 
 PREVIEW_INTERVAL = 0.1  # s: Progress.preview() at most ~10x per second
 PROGRESS_INTERVAL = 0.05  # s: progress updates at most ~20x per second (plus the last step)
+#: nice increment for the engine's worker thread (Linux: per thread), so the GUI thread wins
+#: when both want the CPU. Threads torch starts from the worker inherit it.
+WORKER_NICE = 10
+
+
+def lower_thread_priority(increment: int = WORKER_NICE) -> bool:
+    """Renice the calling thread (Linux only; a no-op elsewhere). True if it was changed."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (OSError, AttributeError) as exc:
+        log.debug("could not lower the worker's priority: %s", exc)
+        return False
+    return True
+
+
+def auto_cpu_threads() -> int:
+    """Leave one core to the GUI: max(1, cores - 1)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def set_cpu_threads(threads: int) -> int:
+    """Set torch's intra-op CPU threads for edits (0 = auto); returns the number used.
+
+    With every core busy, torch's OpenMP threads also fight the GUI thread and each other
+    (see docs/performance.md, "App responsiveness"), so the app keeps one core free.
+    """
+    import torch  # the engine's compute library; only its global thread count is set here
+
+    n = threads if threads > 0 else auto_cpu_threads()
+    torch.set_num_threads(n)
+    return n
 
 
 @dataclass
@@ -62,8 +98,12 @@ class EditWorker(QObject):
     finished = pyqtSignal(object, object)  # Update (done | failed | cancelled), JobRecord
     countsChanged = pyqtSignal(int, int)  # running (0/1), waiting
 
-    def __init__(self, queue: JobQueue | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self, queue: JobQueue | None = None, parent: QObject | None = None, nice: int = WORKER_NICE
+    ) -> None:
         super().__init__(parent)
+        self.nice = nice
+        self._reniced: set[int] = set()
         self.queue = queue or JobQueue()
         self.jobs: dict[int, JobRecord] = {}
         self._last: dict[int, tuple[float, float]] = {}  # job -> (last progress, last preview)
@@ -115,6 +155,7 @@ class EditWorker(QObject):
         """Called by the JobQueue on its worker thread: pack and relay."""
         if self._closed and event.kind not in FINAL:
             return
+        self._renice_worker()
         update = Update(event.job_id, event.kind, error=event.error, message=event.message)
         if event.kind == "progress":
             if not self._fill_progress(update, event):
@@ -125,6 +166,14 @@ class EditWorker(QObject):
         elif event.kind == "done":
             update.result = event.result
         self._relay.emit(update)
+
+    def _renice_worker(self) -> None:
+        """Once per worker thread, before it does any work (its first event is loading/started)."""
+        thread = threading.current_thread()
+        if thread is threading.main_thread() or thread.ident in self._reniced:
+            return
+        self._reniced.add(thread.ident)
+        lower_thread_priority(self.nice)
 
     def _fill_progress(self, update: Update, event: JobEvent) -> bool:
         p = event.progress
@@ -151,7 +200,9 @@ class EditWorker(QObject):
         if record is None:
             return
         kind = update.kind
-        if kind != "progress":
+        if kind not in ("queued", "progress"):
+            # "queued" is posted by submit() in this thread and may arrive after the worker
+            # already reported "started": it must not move the state back
             record.state = kind
         if kind == "queued":
             self.queued.emit(update.job_id, update.message)

@@ -8,10 +8,9 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
-    QHBoxLayout,
     QLabel,
-    QPushButton,
     QSpinBox,
+    QToolBar,
     QToolButton,
     QWidget,
 )
@@ -65,16 +64,16 @@ class ToolSettings(QObject):
         self.update(**clean)
 
 
-class MaskToolbar(QWidget):
-    """Tool buttons, brush size/hardness, overlay and mask operations."""
+class MaskToolbar(QToolBar):
+    """Tool buttons, brush size/hardness, overlay and mask operations (overflows into a
+    menu on narrow windows)."""
 
     maskOperation = pyqtSignal(str, float)  # invert | clear | from_alpha | feather, radius
 
     def __init__(self, tools: ToolSettings, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__("Mask tools", parent)
+        self.setObjectName("toolbar-mask")
         self.tools = tools
-        row = QHBoxLayout(self)
-        row.setContentsMargins(4, 2, 4, 2)
         self.buttons: dict[str, QToolButton] = {}
         self._group = QButtonGroup(self)
         for name, text, key, tip in TOOLS:
@@ -86,45 +85,44 @@ class MaskToolbar(QWidget):
             button.clicked.connect(lambda _=False, n=name: tools.update(tool=n))
             self._group.addButton(button)
             self.buttons[name] = button
-            row.addWidget(button)
-        self.size = self._spin(row, "Size", 1, 2000, " px", lambda v: tools.update(size=v))
+            self.addWidget(button)
+        self.addSeparator()
+        self.size = self._spin("Size", 1, 2000, " px", lambda v: tools.update(size=v))
         self.hardness = self._spin(
-            row, "Hardness", 0, 100, " %", lambda v: tools.update(hardness=v / 100)
+            "Hardness", 0, 100, " %", lambda v: tools.update(hardness=v / 100)
         )
-        row.addSpacing(8)
+        self.addSeparator()
         self.show_mask = QCheckBox("Mask", self)
         self.show_mask.setToolTip("Show the active layer's mask as an overlay")
         self.show_mask.toggled.connect(lambda on: tools.update(show_mask=on))
-        row.addWidget(self.show_mask)
-        self.overlay = self._spin(
-            row, "", 0, 100, " %", lambda v: tools.update(overlay_opacity=v / 100)
-        )
+        self.addWidget(self.show_mask)
+        self.overlay = self._spin("", 0, 100, " %", lambda v: tools.update(overlay_opacity=v / 100))
         self.overlay.setToolTip("Mask overlay opacity")
-        row.addSpacing(8)
+        self.addSeparator()
         for op, text, tip in (
             ("from_alpha", "From alpha", "Mask = the active layer's opaque pixels"),
             ("invert", "Invert", "Invert the mask"),
             ("clear", "Clear", "Clear the mask (edit the whole layer)"),
             ("feather", "Feather", "Blur the mask edge by the radius"),
         ):
-            button = QPushButton(text, self)
+            button = QToolButton(self)
+            button.setText(text)
             button.setToolTip(tip)
             button.clicked.connect(lambda _=False, o=op: self._operation(o))
-            row.addWidget(button)
-        self.feather = self._spin(row, "", 1, 200, " px", lambda v: tools.update(feather_radius=v))
+            self.addWidget(button)
+        self.feather = self._spin("", 1, 200, " px", lambda v: tools.update(feather_radius=v))
         self.feather.setToolTip("Feather radius")
-        row.addStretch(1)
         tools.changed.connect(self.sync)
         self.sync()
 
-    def _spin(self, row: QHBoxLayout, text: str, lo: int, hi: int, suffix: str, slot) -> QSpinBox:
+    def _spin(self, text: str, lo: int, hi: int, suffix: str, slot) -> QSpinBox:
         if text:
-            row.addWidget(QLabel(text, self))
+            self.addWidget(QLabel(f" {text} ", self))
         spin = QSpinBox(self)
         spin.setRange(lo, hi)
         spin.setSuffix(suffix)
         spin.valueChanged.connect(slot)
-        row.addWidget(spin)
+        self.addWidget(spin)
         return spin
 
     def _operation(self, op: str) -> None:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from PyQt6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel
+import os
+
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+)
 
 from ..settings import DEVICES, VAE_BACKENDS, Preferences
+from ..worker import auto_cpu_threads, set_cpu_threads
 
 
 class PreferencesDialog(QDialog):
@@ -21,6 +31,12 @@ class PreferencesDialog(QDialog):
         self.vae.addItems(VAE_BACKENDS)
         self.vae.setCurrentText(prefs.vae_backend)
         form.addRow("VAE backend", self.vae)
+        self.threads = QSpinBox(self)
+        self.threads.setRange(0, os.cpu_count() or 1)
+        self.threads.setSpecialValueText(f"auto ({auto_cpu_threads()})")
+        self.threads.setValue(prefs.cpu_threads)
+        self.threads.setToolTip("CPU threads for edits; auto keeps one core free for the window")
+        form.addRow("CPU threads", self.threads)
         note = QLabel("auto picks CUDA when available, else CPU. Changes apply to the next edit.")
         note.setWordWrap(True)
         form.addRow(note)
@@ -34,4 +50,6 @@ class PreferencesDialog(QDialog):
     def accept(self) -> None:
         self.prefs.device = self.device.currentText()
         self.prefs.vae_backend = self.vae.currentText()
+        self.prefs.cpu_threads = self.threads.value()
+        set_cpu_threads(self.prefs.cpu_threads)
         super().accept()

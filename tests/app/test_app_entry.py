@@ -1,0 +1,30 @@
+"""Entry points: main(argv) argument errors and the --screenshot mode."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from cds_desktop.app import main, screenshot
+
+
+def test_screenshot_writes_a_png_of_the_window(qapp, circle_png, tmp_path, temp_settings):
+    out = tmp_path / "shot.png"
+    assert screenshot(out, circle_png, model="tiny-random", demo_mask=True, size=(900, 600)) == 0
+    with Image.open(out) as im:
+        assert im.size == (900, 600)
+        # the canvas shows the image: some pixel has the disc's red
+        pixels = im.convert("RGB").getdata()
+        assert any(r > 180 and g < 80 and b < 80 for r, g, b in pixels)
+    assert not any(temp_settings.rglob("*.ini"))  # the user's preferences were not touched
+
+
+def test_screenshot_of_a_missing_image_fails_cleanly(qapp, tmp_path, capsys):
+    assert screenshot(tmp_path / "shot.png", tmp_path / "missing.png") == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "shot.png").exists()
+
+
+def test_bad_arguments_give_one_line(capsys):
+    assert main(["--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cds-desktop: unrecognized arguments") and err.count("\n") == 1
