@@ -23,6 +23,7 @@ from PyQt6.QtWidgets import (
     QScrollArea,
     QSlider,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -31,6 +32,8 @@ from cds_desktop.engine.errors import EditError
 from cds_desktop.engine.jobs import EditRequest, JobQueue
 
 from . import model_choice
+from .bridge import BridgeControl
+from .bridge import describe as describe_bridge
 from .documents import (
     OPEN_SUFFIXES,
     ORA_SUFFIX,
@@ -67,6 +70,7 @@ class MainWindow(QMainWindow):
         model: str | None = None,
         queue: JobQueue | None = None,
         persist: bool = True,
+        bridge_options: dict | None = None,
     ) -> None:
         super().__init__()
         self.prefs, self.persist = prefs, persist
@@ -74,6 +78,7 @@ class MainWindow(QMainWindow):
         self.tools = ToolSettings(self)
         self.tools.load(prefs.tool_values())
         self.worker = EditWorker(queue, self)
+        self.bridge = BridgeControl(self.worker.queue, bridge_options, self)
         self._history_ids = 0
         self._closed = False
         self.device_in_use = ""
@@ -94,6 +99,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(prefs.geometry())
             self.restoreState(prefs.window_state() or b"")
         self._update_title()
+        if persist and prefs.bridge_enabled:
+            self.bridge_action.setChecked(True)
 
     # ------------------------------------------------------------------ construction
     def _build_widgets(self) -> None:
@@ -190,6 +197,15 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         for dock in (self.edit_dock, self.layers_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
+        plugins = bar.addMenu("&Plug-ins")
+        self.bridge_action = self._action(
+            plugins,
+            describe_bridge(None),
+            self._on_bridge_toggled,
+            None,
+            "Serve Krita/GIMP plug-ins on this computer (loopback only), sharing the edit queue",
+        )
+        self.bridge_action.setCheckable(True)
         self._build_toolbars()
 
     def _build_toolbars(self) -> None:
@@ -215,7 +231,16 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel(self)
         self.zoom_label = QLabel("100 %", self)
         self.pos_label = QLabel("", self)
-        for w in (self.pos_label, self.zoom_label, self.device_label, self.model_label):
+        self.bridge_button = QToolButton(self)
+        self.bridge_button.setDefaultAction(self.bridge_action)
+        self.bridge_button.setAutoRaise(True)
+        for w in (
+            self.pos_label,
+            self.zoom_label,
+            self.bridge_button,
+            self.device_label,
+            self.model_label,
+        ):
             bar.addPermanentWidget(w)
 
     def _connect(self) -> None:
@@ -238,6 +263,7 @@ class MainWindow(QMainWindow):
         w.progressed.connect(self._on_progress)
         w.finished.connect(self._on_finished)
         w.countsChanged.connect(self.progress.set_counts)
+        self.bridge.statusChanged.connect(self._on_bridge_status)
 
     # ------------------------------------------------------------------ title / model
     @property
@@ -261,11 +287,42 @@ class MainWindow(QMainWindow):
             else ""
         )
         self.device_label.setText(f"device: {self.prefs.device}")
+        self.bridge.configure(spec, self.prefs.device, self.prefs.vae_backend)
         self._update_title()
 
     def show_preferences(self) -> None:
         if PreferencesDialog(self.prefs, self).exec():
             self.device_label.setText(f"device: {self.prefs.device}")
+            self.bridge.configure(self.prompt.model_spec, self.prefs.device, self.prefs.vae_backend)
+
+    # ------------------------------------------------------------------ plug-in bridge
+    def _on_bridge_toggled(self, on: bool) -> None:
+        if on:
+            error = self.bridge.start(
+                self.prompt.model_spec, self.prefs.device, self.prefs.vae_backend
+            )
+            if error:
+                self.show_error(error)
+                self.bridge_action.setChecked(False)
+                return
+        else:
+            self.bridge.stop()
+        if self.persist:
+            self.prefs.bridge_enabled = on
+
+    def _on_bridge_status(self, status) -> None:
+        if self._closed:
+            return
+        self.bridge_action.setText(describe_bridge(status))
+        running = bool(status and status.running)
+        if self.bridge_action.isChecked() != running:
+            self.bridge_action.blockSignals(True)
+            self.bridge_action.setChecked(running)
+            self.bridge_action.blockSignals(False)
+        if status is not None and status.token_file:
+            self.bridge_action.setToolTip(
+                f"plug-ins read the access token from {status.token_file}"
+            )
 
     # ------------------------------------------------------------------ documents
     def open_dialog(self) -> bool:
@@ -561,6 +618,7 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.prefs.set_window(self.saveGeometry(), self.saveState())
         self.prefs.sync()
+        self.bridge.stop()
         self.worker.shutdown()
 
     def _save_values(self) -> None:

@@ -247,3 +247,49 @@ def test_preferences_and_last_values_persist(make_window, prefs, fast_values, ci
     finally:
         second.close()
         second.shutdown()
+
+
+def test_plugin_bridge_toggle_shares_the_edit_queue(qtbot, make_window, circle_png):
+    import io
+
+    from PIL import Image
+
+    from plugin_bridge.client import BridgeClient
+
+    token = "t" * 64
+    window = make_window(bridge_options={"port": 0, "token": token, "host": "127.0.0.1"})
+    assert "off" in window.bridge_action.text()
+    window.bridge_action.trigger()
+    qtbot.waitUntil(lambda: window.bridge.running and "127.0.0.1" in window.bridge_action.text())
+    assert window.bridge.server.queue is window.worker.queue
+    assert window.prefs.bridge_enabled
+    png = io.BytesIO()
+    Image.open(circle_png).save(png, format="PNG")
+    client = BridgeClient(port=window.bridge.server.port, token=token, timeout=30)
+    try:
+        result = client.edit(
+            png.getvalue(),
+            "a red circle",
+            "a blue circle",
+            settings={"steps": 2, "working_size": 32},
+        )
+        assert Image.open(io.BytesIO(result.parts["image"])).size == (48, 40)
+        qtbot.waitUntil(lambda: "1 client" in window.bridge_action.text())
+    finally:
+        client.close()
+    window.bridge_action.trigger()
+    qtbot.waitUntil(lambda: "off" in window.bridge_action.text())
+    assert not window.bridge.running and not window.prefs.bridge_enabled
+
+
+def test_bridge_start_failure_is_reported(qtbot, make_window):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        window = make_window(bridge_options={"port": port, "token": "t" * 64})
+        window.bridge_action.trigger()
+    assert not window.bridge_action.isChecked() and not window.bridge.running
+    assert "bridge could not start" in window.progress.error.text()
