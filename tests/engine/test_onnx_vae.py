@@ -178,25 +178,30 @@ def test_backends_tile_large_inputs_the_same_way(vaes):
     assert (onnx_vae.decode(z_torch) - torch_vae.decode(z_torch)).abs().max().item() < DECODE_BOUND
 
 
+def seam_score(tiled: torch.Tensor, untiled: torch.Tensor) -> float:
+    """Largest column-to-column change of the tiling error, over its median: a seam (a jump
+    in the error where one tile hands over to the next) makes one column stand out."""
+    err = tiled - untiled
+    per_column = (err[..., 1:] - err[..., :-1]).abs().mean(dim=(0, 1, 2))
+    return (per_column.max() / per_column.median()).item()
+
+
 def test_tiled_close_to_untiled_without_seams(vaes):
     """Random weights exaggerate tile-to-tile differences (GroupNorm statistics and the
-    mid-block attention are per tile). Measured on this fixture: encode mean abs diff 0.004
-    (latent mean |z| 0.05), decode mean abs diff 0.06 (image std 0.3); bounds ~1.5x that."""
+    mid-block attention are per tile). Measured on this fixture (96x128, 64-px tiles, 16-px
+    overlap): encode mean |diff| 0.003 (mean |z| 0.05), decode mean |diff| 0.05 (image std 0.3),
+    seam score 3.4 with the ramps vs 6.8 for near-hard stitching (2-px overlap)."""
     vae = TorchVae(vaes["tiny"], "cpu")
     image = random_image(1, 96, 128)
-    z_full, x_full = vae.encode(image), None
+    z_full = vae.encode(image)
     x_full = vae.decode(z_full)
     vae.tiling = TilingPolicy(threshold_px=32 * 32, tile_px=64, overlap_px=16)
     z_tiled, x_tiled = vae.encode(image), vae.decode(z_full)
     assert (z_tiled - z_full).abs().mean().item() < 0.007
     assert (x_tiled - x_full).abs().mean().item() < 0.1
-    # No seams: horizontal jumps in the tiled image at tile edges are no larger than the
-    # untiled image's own jumps anywhere (hard stitching fails this).
-    jumps_tiled = (x_tiled[..., 1:] - x_tiled[..., :-1]).abs().amax(dim=(0, 1, 2))
-    jumps_full = (x_full[..., 1:] - x_full[..., :-1]).abs()
-    edges = [s + d for s in tile_starts(128, 64, 16) for d in (-1, 0, 63)]
-    edges = [e for e in edges if 0 <= e < 127]
-    assert jumps_tiled[edges].max().item() <= jumps_full.max().item()
+    assert seam_score(x_tiled, x_full) < 5.0
+    vae.tiling = TilingPolicy(threshold_px=32 * 32, tile_px=64, overlap_px=2)
+    assert seam_score(vae.decode(z_full), x_full) > 5.0  # the score does see hard seams
 
 
 # ----------------------------------------------------------------------------- cache
@@ -237,6 +242,16 @@ def test_damaged_cache_is_reexported(vaes, export_calls, damage):
     assert len(export_calls) == 2
     z = onnx_vae.encode(random_image(1, 32, 32))
     assert torch.isfinite(z).all()
+
+
+def test_reexport_removes_only_abandoned_temp_files(vaes):
+    folder = OnnxVae.from_vae(vaes["tiny"]).info.folder
+    old, fresh = folder / ".encoder.onnx.old.tmp", folder / ".decoder.onnx.fresh.tmp"
+    for p in (old, fresh):
+        p.write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    export.ensure_export(vaes["tiny"], force=True)
+    assert not old.exists() and fresh.exists()
 
 
 def test_identity_follows_weights(vaes):

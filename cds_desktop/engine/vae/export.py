@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -201,6 +202,7 @@ def export_vae(vae: torch.nn.Module, folder: Path, identity: str, source: str = 
     import onnx
 
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temps(folder)
     with contextlib.suppress(FileNotFoundError):
         os.remove(folder / SIDECAR_FILE)  # an export in progress is never "valid"
     for stale in (ENCODER_FP16_FILE, DECODER_FP16_FILE):
@@ -236,6 +238,15 @@ def export_vae(vae: torch.nn.Module, folder: Path, identity: str, source: str = 
     }
     _write_json(folder / SIDECAR_FILE, meta)
     return ExportInfo(folder, meta)
+
+
+def _remove_abandoned_temps(folder: Path, min_age_s: float = 3600.0) -> None:
+    """Delete temp files that a killed export left behind (old enough not to be in use)."""
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > min_age_s:
+                tmp.unlink()
 
 
 def _fp32_cpu(vae: torch.nn.Module) -> torch.nn.Module:

@@ -55,6 +55,12 @@ class _CudaGraph:
     def __init__(self, path: Path, fallback: Path | None, device: torch.device) -> None:
         import onnxruntime as ort
 
+        preload = getattr(ort, "preload_dlls", None)  # ORT >= 1.21: use torch's CUDA/cuDNN
+        if preload is not None:
+            try:
+                preload()
+            except Exception as exc:  # best effort: the session reports a real failure below
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
         self.device = device
         self.index = device.index if device.index is not None else torch.cuda.current_device()
         providers = [("CUDAExecutionProvider", {"device_id": self.index}), "CPUExecutionProvider"]
