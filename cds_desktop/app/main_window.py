@@ -506,7 +506,7 @@ class MainWindow(QMainWindow):
         self.device_in_use = device
         if device:
             self.device_label.setText(f"device: {device}")
-        self.progress.show_started(f"editing: {target}  [{label}]")
+        self.progress.show_started(f"editing: {target}")
 
     def _on_progress(self, update: Update) -> None:
         self.progress.show_step(update.step, update.total, update.elapsed)
@@ -518,9 +518,10 @@ class MainWindow(QMainWindow):
         if layer is None or self.state.doc.uid != doc_uid:
             return
         x0, y0, x1, y1 = update.box
-        self.canvas.set_preview(
-            update.preview, QRectF(layer.x + x0, layer.y + y0, x1 - x0, y1 - y0)
-        )
+        mask = record.request.mask
+        crop = None if mask is None else mask[y0:y1, x0:x1]
+        rect = QRectF(layer.x + x0, layer.y + y0, x1 - x0, y1 - y0)
+        self.canvas.set_preview(update.preview, rect, crop)
 
     def _on_finished(self, update: Update, record: JobRecord) -> None:
         self.canvas.clear_preview()
@@ -553,7 +554,7 @@ class MainWindow(QMainWindow):
             source_uid=source.uid,
             history_id=self._history_ids,
         )
-        self.state.add_layer(layer, doc.index_of(source.uid) + 1, f"Edit: {layer.name}")
+        self.state.add_layer(layer, self._result_index(source), f"Edit: {layer.name}")
         self.history.add(
             HistoryEntry(
                 id=self._history_ids,
@@ -567,6 +568,14 @@ class MainWindow(QMainWindow):
             )
         )
         self.statusBar().showMessage(f"{layer.name}: {update.message}", 8000)
+
+    def _result_index(self, source: Layer) -> int:
+        """Above the source and above its earlier results, so the newest one shows."""
+        layers = self.state.doc.layers
+        index = layers.index(source) + 1
+        while index < len(layers) and layers[index].source_uid == source.uid:
+            index += 1
+        return index
 
     def restore_history(self, entry: HistoryEntry) -> None:
         self.prompt.apply_edit(entry.source_prompt, entry.target_prompt, entry.settings)

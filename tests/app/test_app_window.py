@@ -95,7 +95,13 @@ def test_several_targets_queue_visibly_and_history_restores(qtbot, window, circl
     assert max(counts) >= 1 and "1 queued" in texts
     names = [layer.name for layer in window.state.doc.layers]
     assert names[0] == "circle"
-    assert set(names[1:]) == {"a blue circle (seed 5)", "a green square (seed 5)"}
+    # FIFO, and each result goes above the source's earlier results, so the newest shows
+    assert names[1:] == ["a blue circle (seed 5)", "a green square (seed 5)"]
+    window.compare_action.trigger()  # before = the source only, after = the newest result
+    assert window.canvas._layers_to_paint() == [
+        window.state.doc.layers[0],
+        window.state.doc.layers[2],
+    ]
     entry = next(e for e in window.history.entries.values() if e.target_prompt == "a green square")
     window.prompt.set_values(fast_values(targets="something else", seed=99, steps=7))
     window.history.list.itemClicked.emit(window.history.list.item(0))  # newest first

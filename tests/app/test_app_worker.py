@@ -91,3 +91,15 @@ def test_progress_and_previews_are_throttled_and_arrive_in_the_gui_thread(qtbot,
     assert sum(p.calls for p in progresses) <= 3  # previews at most every 100 ms (+ last)
     assert received[-1].preview is not None
     assert all(th is threading.main_thread() for th in threads)
+
+
+def test_live_preview_is_limited_to_the_mask():
+    from cds_desktop.app.widgets.canvas import preview_rgba
+
+    rgb = np.full((4, 4, 3), 200, np.uint8)
+    assert preview_rgba(rgb, None)[..., 3].min() == 255
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 255
+    out = preview_rgba(rgb, mask)
+    assert out.shape == (40, 40, 4)
+    assert out[10, 5, 3] == 0 and out[10, 35, 3] == 255

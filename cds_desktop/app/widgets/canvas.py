@@ -40,6 +40,26 @@ def rgba_image(arr: np.ndarray) -> QImage:
     return QImage(arr.data, w, h, arr.strides[0], fmt)
 
 
+PREVIEW_MAX_SIDE = 256
+
+
+def preview_rgba(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The latent preview as RGBA; with a mask, upscaled (to at most 256 px) and masked."""
+    h, w = rgb.shape[:2]
+    if mask is None or mask.size == 0:
+        out = np.empty((h, w, 4), np.uint8)
+        out[..., :3], out[..., 3] = rgb, 255
+        return out
+    mh, mw = mask.shape
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(mh, mw))
+    size = (max(1, round(mw * scale)), max(1, round(mh * scale)))
+    from PIL import Image
+
+    colour = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.BILINEAR)
+    alpha = Image.fromarray(mask).resize(size, Image.Resampling.BILINEAR)
+    return np.dstack([np.asarray(colour), np.asarray(alpha)])
+
+
 def _checker() -> QBrush:
     pix = QPixmap(16, 16)
     pix.fill(QColor(200, 200, 200))
@@ -122,9 +142,12 @@ class Canvas(QWidget):
         return QRectF(self.pan.x(), self.pan.y(), doc.width * self.zoom, doc.height * self.zoom)
 
     # ------------------------------------------------------------------ live preview / compare
-    def set_preview(self, rgb: np.ndarray, rect: QRectF) -> None:
-        """Show ``rgb`` (h, w, 3) stretched over ``rect`` (image pixels) until cleared."""
-        arr = np.ascontiguousarray(rgb)
+    def set_preview(self, rgb: np.ndarray, rect: QRectF, mask: np.ndarray | None = None) -> None:
+        """Show ``rgb`` (h, w, 3) stretched over ``rect`` (image pixels) until cleared.
+
+        ``mask`` (the edited layer's mask cropped to ``rect``) limits it to the edited area.
+        """
+        arr = preview_rgba(rgb, mask)
         self._preview = (rgba_image(arr), rect, arr)
         self.update()
 
@@ -215,6 +238,7 @@ class Canvas(QWidget):
         self._paint_overlay(p)
         if self._preview is not None:
             image, rect, _ = self._preview
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             p.drawImage(rect, image)
         p.restore()
         self._paint_compare_line(p)
@@ -233,15 +257,26 @@ class Canvas(QWidget):
     def _paint_layers(self, p: QPainter) -> None:
         doc = self.state.doc
         split_x = doc.width * self.split
-        for layer in doc.layers:
-            if not layer.visible or layer.opacity <= 0:
-                continue
+        for layer in self._layers_to_paint():
             p.save()
-            if layer.uid == self.compare_uid:  # "after" side only: right of the split
+            if layer.uid == self.compare_uid:  # "after": right of the split only
                 p.setClipRect(QRectF(split_x, 0, doc.width - split_x, doc.height))
             p.setOpacity(layer.opacity)
             p.drawImage(QPointF(layer.x, layer.y), self._image(layer))
             p.restore()
+
+    def _layers_to_paint(self) -> list[Layer]:
+        """The visible layers, bottom first. Comparing a result: its source and what lies
+        below it ("before"), then the result itself ("after"); other layers are left out."""
+        layers = [layer for layer in self.state.doc.layers if layer.visible and layer.opacity > 0]
+        result = self.state.doc.layer(self.compare_uid) if self.compare_uid else None
+        if result is None:
+            return layers
+        source = self.state.doc.layer(result.source_uid) if result.source_uid else None
+        order = self.state.doc.layers
+        base = order.index(source) if source is not None else order.index(result) - 1
+        below = [layer for layer in layers if order.index(layer) <= base]
+        return below + [result]
 
     def _paint_overlay(self, p: QPainter) -> None:
         if self._overlay is None or not self.tools.show_mask:
@@ -257,9 +292,13 @@ class Canvas(QWidget):
         x = r.left() + r.width() * self.split
         p.setPen(QPen(QColor(255, 255, 255), 2))
         p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
-        p.setPen(QColor(255, 255, 255))
-        p.drawText(QPointF(x - 52, r.top() + 16), "before")
-        p.drawText(QPointF(x + 8, r.top() + 16), "after")
+        metrics = p.fontMetrics()
+        for text, right in (("before", False), ("after", True)):
+            w, h = metrics.horizontalAdvance(text) + 10, metrics.height() + 4
+            box = QRectF(x + 6 if right else x - 6 - w, r.top() + 6, w, h)
+            p.fillRect(box, QColor(0, 0, 0, 160))
+            p.setPen(QColor(255, 255, 255))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
 
     def _paint_tool(self, p: QPainter) -> None:
         drag = self._drag

@@ -45,6 +45,8 @@ class HistoryPanel(QWidget):
         self.entries: dict[int, HistoryEntry] = {}
         self.list = QListWidget(self)
         self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setToolTip("Click an edit to restore its settings and select its layer")
         self.list.itemClicked.connect(self._on_clicked)
         layout = QVBoxLayout(self)

@@ -29,6 +29,7 @@ class ProgressPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.status = QLabel("Ready", self)
+        self.status.setWordWrap(True)
         self.queue = QLabel("", self)
         self.queue.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.bar = QProgressBar(self)
@@ -36,6 +37,7 @@ class ProgressPanel(QWidget):
         self.bar.setValue(0)
         self.bar.setFormat("")
         self.eta = QLabel("", self)
+        self.eta.setWordWrap(True)
         self.cancel = QPushButton("Cancel", self)
         self.cancel.setToolTip("Stop the running edit (within one step)")
         self.cancel.clicked.connect(self.cancelRequested)
