@@ -66,6 +66,18 @@ def thread_guard():
         pytest.fail("test left threads running: " + ", ".join(leaks))
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Edits in these tests use one CPU thread, as the app does on a 2-core machine (the
+    shared test machine is oversubscribed, where 2 OpenMP threads are many times slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- settings
 @pytest.fixture(autouse=True)
 def temp_settings(tmp_path):
