@@ -137,7 +137,8 @@ def table(rows: list[dict], threads: int, nice: int) -> str:
     lines = [
         f"Machine: {cpu}, {platform.system()}, Python {platform.python_version()}, "
         f"Qt offscreen, torch threads: {threads}, worker nice +{nice}, "
-        f"load average {os.getloadavg()[0]:.1f}. `python benchmarks/event_latency.py`",
+        f"load average {os.getloadavg()[0]:.1f}. "
+        f"`python benchmarks/event_latency.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         "",
         "| while | 5 ms timer ticks | lateness p50 (ms) | p99 (ms) | max (ms) | edit steps/s |",
         "|---|---|---|---|---|---|",
