@@ -133,12 +133,12 @@ def stats(what: str, lateness: np.ndarray, rate: float | None = None) -> dict:
 
 
 def table(rows: list[dict], threads: int, nice: int) -> str:
+    command = " ".join(["python benchmarks/event_latency.py", *sys.argv[1:]])
     cpu = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()})"
     lines = [
         f"Machine: {cpu}, {platform.system()}, Python {platform.python_version()}, "
         f"Qt offscreen, torch threads: {threads}, worker nice +{nice}, "
-        f"load average {os.getloadavg()[0]:.1f}. "
-        f"`python benchmarks/event_latency.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        f"load average {os.getloadavg()[0]:.1f}. `{command}`",
         "",
         "| while | 5 ms timer ticks | lateness p50 (ms) | p99 (ms) | max (ms) | edit steps/s |",
         "|---|---|---|---|---|---|",
