@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             window.worker.nice = args.nice
         window.show()
         window.open_path(sample_image())
-        paint_demo_mask(window)
+        paint_demo_mask(window, sample_image())
         probe = LatencyProbe()
         probe.start()
         run_until(app, lambda: False, 0.5)

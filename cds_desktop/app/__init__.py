@@ -92,8 +92,12 @@ def screenshot(
     model: str | None = None,
     demo_mask: bool = False,
     size: tuple[int, int] = (1280, 800),
+    values: dict | None = None,
 ) -> int:
-    """Open the main window (offscreen works), load ``image_path``, write a PNG of it; 0 = ok."""
+    """Open the main window (offscreen works), load ``image_path``, write a PNG of it; 0 = ok.
+
+    ``values`` (optional) fills the prompt panel (see PromptPanel.values()).
+    """
     import tempfile
 
     from PyQt6.QtCore import QSettings
@@ -113,7 +117,9 @@ def screenshot(
                 print(f"cds-desktop: {window.progress.error.text()}", file=sys.stderr)
                 return 1
             if demo_mask:
-                paint_demo_mask(window)
+                paint_demo_mask(window, image_path)
+            if values:
+                window.prompt.set_values(values)
             _settle(app)
             data = _png_bytes(window.grab().toImage())
             atomic_write(Path(out_path), lambda f: f.write(data))
@@ -127,8 +133,12 @@ def screenshot(
     return 0
 
 
-def paint_demo_mask(window) -> None:
-    """An ellipse mask over the middle of the active layer (for screenshots and docs)."""
+def paint_demo_mask(window, image_path: str | os.PathLike | None = None) -> None:
+    """Mask the active layer for screenshots and docs: ``<image>_mask.png`` next to the
+    image when it exists and fits, else an ellipse over the middle."""
+    import numpy as np
+    from PIL import Image
+
     from . import masking
 
     layer = window.state.active_layer
@@ -136,9 +146,19 @@ def paint_demo_mask(window) -> None:
         return
     before = layer.mask.copy()
     w, h = layer.width, layer.height
-    box = masking.fill_shape(
-        layer.mask, (w // 5, h // 5, w - w // 5, h - h // 5), ellipse=True, subtract=False
-    )
+    sample = Path(image_path).with_name(Path(image_path).stem + "_mask.png") if image_path else None
+    if sample is not None and sample.is_file():
+        with Image.open(sample) as im:
+            painted = np.array(im.convert("L"))
+    else:
+        painted = None
+    if painted is not None and painted.shape == layer.mask.shape:
+        layer.mask[...] = painted
+        box = masking.full_box(layer.mask)
+    else:
+        box = masking.fill_shape(
+            layer.mask, (w // 5, h // 5, w - w // 5, h - h // 5), ellipse=True, subtract=False
+        )
     window.state.maskChanged.emit(layer.uid, box)
     window.state.commit_mask(layer.uid, box, before, "Demo mask")
 
