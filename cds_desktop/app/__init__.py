@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import Preferences
     from .worker import set_cpu_threads
 
-    app = _application()
+    try:
+        app = _application()
+    except _ArgError as exc:
+        print(f"cds-desktop: {exc}", file=sys.stderr)
+        return 2
     prefs = Preferences()
     log.info("edits use %d CPU thread(s)", set_cpu_threads(prefs.cpu_threads))
     window = MainWindow(prefs, model=args.model)
@@ -67,18 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     return int(code)
 
 
-def _application():
+def _has_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _application(offscreen_ok: bool = False):
+    """The QApplication (created once). Without a display, only headless modes may fall back
+    to the offscreen platform; the editor itself refuses to start instead of hiding."""
     from PyQt6.QtWidgets import QApplication
 
     from .settings import APPLICATION, ORGANIZATION
 
     app = QApplication.instance()
     if app is None:
-        if not os.environ.get("QT_QPA_PLATFORM") and not (
-            os.environ.get("DISPLAY")
-            or os.environ.get("WAYLAND_DISPLAY")
-            or sys.platform != "linux"
-        ):
+        if not _has_display():
+            if not offscreen_ok:
+                raise _ArgError(
+                    "no display found (DISPLAY/WAYLAND_DISPLAY unset); run it in a desktop "
+                    "session, or use --screenshot / --serve for headless use"
+                )
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
         app = QApplication([sys.argv[0] if sys.argv else "cds-desktop"])
     app.setOrganizationName(ORGANIZATION)
@@ -106,7 +119,7 @@ def screenshot(
     from .main_window import MainWindow
     from .settings import Preferences
 
-    app = _application()
+    app = _application(offscreen_ok=True)
     with tempfile.TemporaryDirectory() as tmp:  # never touch the user's preferences
         store = QSettings(str(Path(tmp) / "prefs.ini"), QSettings.Format.IniFormat)
         window = MainWindow(Preferences(store), model=model, persist=False)

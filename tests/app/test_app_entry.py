@@ -28,3 +28,18 @@ def test_bad_arguments_give_one_line(capsys):
     assert main(["--no-such-flag"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cds-desktop: unrecognized arguments") and err.count("\n") == 1
+
+
+def test_main_screenshot_mode(qapp, circle_png, tmp_path):
+    out = tmp_path / "main.png"
+    assert main(["--screenshot", str(out), str(circle_png), "--model", "tiny-random"]) == 0
+    assert out.is_file()
+
+
+def test_the_editor_refuses_to_start_without_a_display(monkeypatch, capsys):
+    from cds_desktop import app as app_module
+
+    monkeypatch.setattr(app_module, "_has_display", lambda: False)
+    monkeypatch.setattr("PyQt6.QtWidgets.QApplication.instance", staticmethod(lambda: None))
+    assert main([]) == 2
+    assert "no display found" in capsys.readouterr().err

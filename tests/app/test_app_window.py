@@ -299,3 +299,18 @@ def test_bridge_start_failure_is_reported(qtbot, make_window):
         window.bridge_action.trigger()
     assert not window.bridge_action.isChecked() and not window.bridge.running
     assert "bridge could not start" in window.progress.error.text()
+
+
+def test_tool_keys_do_not_steal_typing(qtbot, window):
+    window.tools.update(tool="eraser")
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)  # shortcuts only fire in the active window
+    window.prompt.source.setFocus()
+    qtbot.waitUntil(window.prompt.source.hasFocus)
+    QTest.keyClicks(window.prompt.source, "bore")
+    assert window.prompt.source.text() == "bore"
+    assert window.tools.tool == "eraser"
+    window.canvas.setFocus()
+    qtbot.waitUntil(window.canvas.hasFocus)
+    QTest.keyClick(window.canvas, Qt.Key.Key_B)  # a button shortcut "animates" its click
+    qtbot.waitUntil(lambda: window.tools.tool == "brush")
