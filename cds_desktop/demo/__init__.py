@@ -13,9 +13,12 @@ from cds_desktop.demo.world import (
     SHAPES,
     TRAIN_SEED_START,
     Scene,
+    Sprite,
     caption,
+    compose,
     make_scene,
     render,
+    training_seeds,
     vocabulary,
 )
 
@@ -27,8 +30,11 @@ __all__ = [
     "SHAPES",
     "TRAIN_SEED_START",
     "Scene",
+    "Sprite",
     "caption",
+    "compose",
     "make_scene",
     "render",
+    "training_seeds",
     "vocabulary",
 ]

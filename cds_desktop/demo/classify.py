@@ -33,7 +33,9 @@ SHAPE_PROTOTYPES: dict[str, tuple[float, float]] = {
     "square": (0.99, 2 / math.pi),
     "triangle": (0.53, 0.44),
 }
-_PALETTE_HUES = {name: colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for name, rgb in PALETTE.items()}
+_PALETTE_HUES = {
+    name: colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for name, rgb in PALETTE.items()
+}
 
 
 def _as_float(img: np.ndarray) -> np.ndarray:

@@ -199,4 +199,6 @@ def make_scene(
     sprite = random_sprite(rng, size, size, colour, shape, scale=size / 64.0)
     background_seed = int(rng.integers(2**62))
     image, (mask,) = compose([sprite], size, size, background_seed)
-    return Scene(image, mask, sprite.colour, sprite.shape, caption(sprite.colour, sprite.shape), sprite)
+    return Scene(
+        image, mask, sprite.colour, sprite.shape, caption(sprite.colour, sprite.shape), sprite
+    )
