@@ -27,8 +27,7 @@ from PyQt6.QtWidgets import QApplication  # noqa: E402
 
 from cds_desktop.app import paint_demo_mask  # noqa: E402
 from cds_desktop.app.main_window import MainWindow  # noqa: E402
-from cds_desktop.app.settings import Preferences  # noqa: E402
-from cds_desktop.app.worker import set_cpu_threads  # noqa: E402
+from cds_desktop.app.settings import Preferences, auto_cpu_threads  # noqa: E402
 from cds_desktop.engine.resources import resource_path  # noqa: E402
 
 INTERVAL_MS = 5
@@ -184,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    if args.threads >= 0:
-        set_cpu_threads(args.threads)
+    if args.threads >= 0:  # what the app sets through OMP_NUM_THREADS at start
+        torch.set_num_threads(args.threads or auto_cpu_threads())
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory() as tmp:
         prefs = Preferences(QSettings(str(Path(tmp) / "p.ini"), QSettings.Format.IniFormat))

@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.screenshot:
         return screenshot(args.screenshot, args.image, model=args.model, demo_mask=args.demo_mask)
-    from .main_window import MainWindow
-    from .settings import Preferences
-    from .worker import set_cpu_threads
+    from .settings import Preferences, limit_cpu_threads
 
     try:
         app = _application()
@@ -61,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cds-desktop: {exc}", file=sys.stderr)
         return 2
     prefs = Preferences()
-    log.info("edits use %d CPU thread(s)", set_cpu_threads(prefs.cpu_threads))
+    threads = limit_cpu_threads(prefs.cpu_threads)  # before the engine (torch) is imported
+    if threads:
+        log.info("edits use %d CPU thread(s)", threads)
+    from .main_window import MainWindow
+
     window = MainWindow(prefs, model=args.model)
     window.show()
     if args.image:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from typing import Any
 
 from PyQt6.QtCore import QByteArray, QSettings
@@ -20,6 +22,30 @@ MAX_RECENT = 10
 DEVICES = ("auto", "cpu", "cuda")
 VAE_BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_MODEL = "shapes-demo"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def auto_cpu_threads() -> int:
+    """Leave one core to the GUI: max(1, cores - 1)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def limit_cpu_threads(threads: int) -> int | None:
+    """Cap the engine's CPU threads (0 = auto) through OMP_NUM_THREADS/MKL_NUM_THREADS.
+
+    Must run before the engine (torch) is imported; a value the user already set in the
+    environment wins. Returns the number set, or None when nothing was changed. With every
+    core busy, the engine's OpenMP threads fight the GUI thread and each other (see
+    docs/performance.md, "App responsiveness"), so the app keeps one core free.
+    """
+    if "torch" in sys.modules or any(os.environ.get(v) for v in THREAD_VARIABLES):
+        return None
+    n = threads if threads > 0 else auto_cpu_threads()
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(n)
+    return n
 
 
 class Preferences:

@@ -43,24 +43,6 @@ def lower_thread_priority(increment: int = WORKER_NICE) -> bool:
     return True
 
 
-def auto_cpu_threads() -> int:
-    """Leave one core to the GUI: max(1, cores - 1)."""
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
-def set_cpu_threads(threads: int) -> int:
-    """Set torch's intra-op CPU threads for edits (0 = auto); returns the number used.
-
-    With every core busy, torch's OpenMP threads also fight the GUI thread and each other
-    (see docs/performance.md, "App responsiveness"), so the app keeps one core free.
-    """
-    import torch  # the engine's compute library; only its global thread count is set here
-
-    n = threads if threads > 0 else auto_cpu_threads()
-    torch.set_num_threads(n)
-    return n
-
-
 @dataclass
 class Update:
     job_id: int

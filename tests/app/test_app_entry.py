@@ -43,3 +43,18 @@ def test_the_editor_refuses_to_start_without_a_display(monkeypatch, capsys):
     monkeypatch.setattr("PyQt6.QtWidgets.QApplication.instance", staticmethod(lambda: None))
     assert main([]) == 2
     assert "no display found" in capsys.readouterr().err
+
+
+def test_cpu_threads_are_capped_before_the_engine_loads(monkeypatch):
+    import os
+    import sys
+
+    from cds_desktop.app.settings import auto_cpu_threads, limit_cpu_threads
+
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(variable, "")
+    assert limit_cpu_threads(0) is None  # torch is already imported here: too late
+    monkeypatch.delitem(sys.modules, "torch")
+    assert limit_cpu_threads(0) == auto_cpu_threads() == max(1, (os.cpu_count() or 2) - 1)
+    assert os.environ["OMP_NUM_THREADS"] == str(auto_cpu_threads())
+    assert limit_cpu_threads(3) is None  # now set: the environment wins

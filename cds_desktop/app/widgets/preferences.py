@@ -13,8 +13,7 @@ from PyQt6.QtWidgets import (
     QSpinBox,
 )
 
-from ..settings import DEVICES, VAE_BACKENDS, Preferences
-from ..worker import auto_cpu_threads, set_cpu_threads
+from ..settings import DEVICES, VAE_BACKENDS, Preferences, auto_cpu_threads
 
 
 class PreferencesDialog(QDialog):
@@ -35,9 +34,15 @@ class PreferencesDialog(QDialog):
         self.threads.setRange(0, os.cpu_count() or 1)
         self.threads.setSpecialValueText(f"auto ({auto_cpu_threads()})")
         self.threads.setValue(prefs.cpu_threads)
-        self.threads.setToolTip("CPU threads for edits; auto keeps one core free for the window")
+        self.threads.setToolTip(
+            "CPU threads for edits (applies at the next start); auto keeps one core free for "
+            "the window. OMP_NUM_THREADS in the environment overrides it."
+        )
         form.addRow("CPU threads", self.threads)
-        note = QLabel("auto picks CUDA when available, else CPU. Changes apply to the next edit.")
+        note = QLabel(
+            "Device auto picks CUDA when available, else CPU. Device and VAE apply to the next "
+            "edit, CPU threads at the next start."
+        )
         note.setWordWrap(True)
         form.addRow(note)
         buttons = QDialogButtonBox(
@@ -51,5 +56,4 @@ class PreferencesDialog(QDialog):
         self.prefs.device = self.device.currentText()
         self.prefs.vae_backend = self.vae.currentText()
         self.prefs.cpu_threads = self.threads.value()
-        set_cpu_threads(self.prefs.cpu_threads)
         super().accept()
