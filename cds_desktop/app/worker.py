@@ -127,7 +127,7 @@ class EditWorker(QObject):
         running = sum(r.state in ("loading", "started") for r in self.jobs.values())
         return running, len(self.jobs) - running
 
-    def shutdown(self, timeout: float = 30.0) -> None:
+    def shutdown(self, timeout: float = 15.0) -> None:
         """Cancel everything and stop the worker thread (waits for it)."""
         self._closed = True
         self.queue.shutdown(wait=True, timeout=timeout)

@@ -9,7 +9,7 @@ place in the touched box while painting.
 from __future__ import annotations
 
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRect, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import (
     QBrush,
     QColor,
@@ -215,7 +215,23 @@ class Canvas(QWidget):
     def _on_mask(self, uid: int, box) -> None:
         if self._overlay is not None and self._overlay[0] == uid:
             self._refresh_overlay(box)
-        self.update()
+        layer = self.state.doc.layer(uid) if self.state.doc else None
+        if box is None or layer is None:
+            self.update()
+        else:  # repaint only the touched part (strokes stay cheap on big images)
+            x0, y0, x1, y1 = box
+            self.update(self._widget_rect(QRectF(layer.x + x0, layer.y + y0, x1 - x0, y1 - y0)))
+
+    def _widget_rect(self, image_rect: QRectF) -> QRect:
+        """The widget pixels covering ``image_rect`` (image coordinates), with a margin."""
+        r = QRectF(image_rect.topLeft() * self.zoom + self.pan, image_rect.size() * self.zoom)
+        return r.toAlignedRect().adjusted(-2, -2, 2, 2)
+
+    def _cursor_rect(self) -> QRect:
+        if self._hover is None:
+            return QRect()
+        r = self.tools.size * self.zoom / 2 + 3
+        return QRectF(self._hover.x() - r, self._hover.y() - r, 2 * r, 2 * r).toAlignedRect()
 
     def _on_tool(self) -> None:
         self._update_cursor()
@@ -356,21 +372,22 @@ class Canvas(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         pos = event.position()
+        self.update(self._cursor_rect())  # where the brush outline was
         self._hover = pos
         img = self.to_image(pos)
         doc = self.state.doc
         inside = doc is not None and 0 <= img.x() < doc.width and 0 <= img.y() < doc.height
         self.cursorMoved.emit(*(int(img.x()), int(img.y())) if inside else (-1, -1))
         drag = self._drag
-        if drag is None:
-            self.update()
+        if drag is None or drag["kind"] == "stroke":
+            if drag is not None:
+                self._stroke_to(img)  # repaints the touched box via maskChanged
+            self.update(self._cursor_rect())
             return
         if drag["kind"] == "pan":
             self.pan += pos - drag["last"]
             drag["last"] = pos
             self.auto_fit = False
-        elif drag["kind"] == "stroke":
-            self._stroke_to(img)
         else:
             drag["end"] = img
         self.update()
