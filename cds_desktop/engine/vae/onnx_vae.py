@@ -27,6 +27,7 @@ def _cpu_session(path: Path):
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    options.intra_op_num_threads = torch.get_num_threads()  # honour the app's CPU-threads choice
     # No busy-waiting between runs: the UNet (torch) needs those cores right after a decode.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # No arena: a 1024^2 decode would otherwise keep its ~GB of buffers for the app's lifetime
