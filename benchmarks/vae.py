@@ -2,10 +2,11 @@
 
 Random weights (the AutoencoderKL config of SD 1.5 written below; no download), built through
 the engine's own ``create_backend`` so what is timed is what the engine runs. Prints one table:
-median wall time of ``--repeats`` runs of encode and decode per size, and the peak memory of
-one call (CPU: resident-set growth over the call, sampled by a thread with psutil; CUDA: peak
-device memory above the pre-call level, from torch's allocator for torch and from
-``cudaMemGetInfo`` for onnxruntime, whose allocator torch cannot see).
+median wall time of ``--repeats`` runs of encode and decode per size (after ``--warmup``
+untimed runs), and the largest peak memory of those runs (CPU: resident-set growth over the
+call, sampled by a thread with psutil; CUDA: peak device memory above the pre-call level, from
+torch's allocator for torch and from ``cudaMemGetInfo`` for onnxruntime, whose allocator torch
+cannot see). Sizes above 1024² are tiled by both backends (engine/vae/tiling.py).
 
     python benchmarks/vae.py --device cpu --sizes 512,1024 --repeats 3
     python benchmarks/vae.py --device cuda --sizes 512,1024,2048
@@ -29,8 +30,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout too
 
 log = logging.getLogger("benchmarks.vae")
 
