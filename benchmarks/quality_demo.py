@@ -160,6 +160,8 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--w-cuts", default="0,3,30,100,300,1000,3000")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kinds", default="colour,shape", help="edit kinds to run: colour,shape")
+    p.add_argument("--no-published", action="store_true", help="skip the DDS row with the published scale")
     p.add_argument("--out", default="benchmarks/out/quality")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -167,9 +169,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(args.model, device=args.device, dtype="fp32")
     w_cuts = [float(w) for w in args.w_cuts.split(",")]
-    configs = [(w, "per_element") for w in w_cuts] + [(0.0, "published")]
+    configs = [(w, "per_element") for w in w_cuts] + ([] if args.no_published else [(0.0, "published")])
     rows, outputs = [], {}
-    for kind in ("colour", "shape"):
+    for kind in args.kinds.split(","):
         pairs = edit_pairs(args.scenes, kind, args.first_seed)
         for w_cut, scale in configs:
             s = EditSettings(mode="dds" if w_cut == 0 else "cds", w_cut=w_cut or None, steps=args.steps,

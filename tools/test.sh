@@ -3,6 +3,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen} HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+# tiny test models: one compute thread each avoids OpenMP oversubscription when the app,
+# bridge and engine threads of a test run at once (see docs/performance.md)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 .venv/bin/lint-imports || { echo "import-linter: layering contracts broken (see DESIGN.md)" >&2; exit 1; }
 .venv/bin/ruff check cds_desktop plugin_bridge tests benchmarks tools || exit 1
 .venv/bin/python -m pytest -q -m "not slow" -p no:cacheprovider "$@"
