@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -23,6 +24,9 @@ class _StderrHandler(logging.StreamHandler):
 
 def setup_logging(level: int = logging.WARNING) -> None:
     """One stderr handler on the root logger; third-party libraries quieted to errors."""
+    # transformers configures its own logger from this variable when it is first imported
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     root = logging.getLogger()
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()

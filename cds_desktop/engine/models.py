@@ -222,7 +222,11 @@ def resolve_spec(spec: str) -> tuple[str, Path | None]:
 
 def _load_pipeline_parts(spec: str, dt: torch.dtype) -> tuple[dict, dict]:
     from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
+    diffusers_logging.disable_progress_bar()  # the callers show their own progress
+    transformers_logging.disable_progress_bar()
     how, path = resolve_spec(spec)
     kwargs = {
         "torch_dtype": torch.float32,
