@@ -4,6 +4,7 @@
     cds-desktop --screenshot OUT.png [IMAGE] screenshot of the editor (works offscreen)
     cds-desktop --serve [--port N] [--model M] headless plug-in bridge server
     cds-desktop --self-test                  headless end-to-end check of this install
+    cds-desktop --edit IMAGE --source ...    the cds-edit CLI (used by the bundle's launcher)
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from cds_desktop.bridge_server import serve_main
 
         return serve_main(argv) or 0
+    if argv[:1] == ["--edit"]:  # the bundle's cds-edit launcher
+        from cds_desktop.cli import main as cli_main
+
+        return cli_main(argv[1:])
     if "--self-test" in argv:
         argv.remove("--self-test")
         from cds_desktop.selftest import main as selftest_main
