@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 cat > dist/cds-desktop/cds-edit <<'SH'
 #!/bin/sh
 # cds-edit inside the bundle: the same CLI, through the bundled executable
-exec "$(dirname "$0")/cds-desktop" --edit "$@"
+exec "${0%/*}/cds-desktop" --edit "$@"
 SH
 chmod +x dist/cds-desktop/cds-edit
 .venv/bin/python tools/build_plugins.py
