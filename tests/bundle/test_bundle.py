@@ -32,4 +32,8 @@ def test_bundle_builds_and_self_test_passes_without_python(tmp_path):
                          text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "self-test PASS" in run.stdout
-    assert not list((ROOT / "dist" / "cds-desktop").rglob("test_*.py")), "tests must not be bundled"
+    internal = ROOT / "dist" / "cds-desktop" / "_internal"
+    ours = {p.name for p in (ROOT / "tests").rglob("test_*.py")}
+    assert not [p for p in internal.rglob("test_*.py") if p.name in ours], "our tests must not be bundled"
+    for dev_tool in ("pytest", "hypothesis", "importlinter", "matplotlib"):
+        assert not (internal / dev_tool).exists(), f"{dev_tool} must not be bundled"
