@@ -61,10 +61,11 @@ def check_bridge(model_spec: str) -> str:
 
     img, mask = _scene()
     queue = JobQueue()
-    server = BridgeServer(queue, port=0, model=model_spec, token=os.urandom(32).hex(), device="cpu")
+    token = os.urandom(32).hex()  # a throw-away token: the user's token file is left alone
+    server = BridgeServer(queue, port=0, model=model_spec, token=token, device="cpu")
     try:
         server.start()
-        with BridgeClient(port=server.port, token=server._token, timeout=120) as client:
+        with BridgeClient(port=server.port, token=token, timeout=120) as client:
             msg = client.edit(_png(img), "a red square", "a blue square", mask_png=_png(mask),
                               settings={"steps": STEPS, "seed": 2})
         out = np.array(Image.open(io.BytesIO(msg.parts["image"])).convert("RGBA"))
