@@ -85,10 +85,11 @@ class CDSObjective:
         b = z_trg.shape[0]
         t = torch.as_tensor(timestep, device=z_trg.device)
         a_t = self._alphas(z_trg.device)[t].to(z_trg.dtype)
-        z_t_src = a_t.sqrt() * z_src + (1 - a_t).sqrt() * noise
+        scales = (a_t.sqrt(), (1 - a_t).sqrt())  # z_t = sqrt(a) z + sqrt(1 - a) eps, computed once
         w_cut = s.effective_w_cut
         with torch.no_grad():
-            z_t_trg = a_t.sqrt() * z_trg + (1 - a_t).sqrt() * noise
+            z_t_src = scales[0] * z_src + scales[1] * noise
+            z_t_trg = scales[0] * z_trg + scales[1] * noise
             if w_cut == 0:  # DDS: all four samples in one no-grad pass
                 emb = self._embeddings(b, uncond, cond_src, uncond, cond_trg)
                 eps = self._eps(torch.cat([z_t_src, z_t_src, z_t_trg, z_t_trg]), t, emb)
@@ -99,11 +100,10 @@ class CDSObjective:
                 eps = self._eps(torch.cat([z_t_src, z_t_src, z_t_trg]), t, emb)
                 reference = self.store.take()
                 e_su, e_sc, e_tu = eps.chunk(3)
-        if w_cut == 0:
-            grad_cut = None
-        else:
+        grad_cut = None
+        if w_cut > 0:
             e_tc, grad_cut = self._cut_pass(
-                z_trg, noise, a_t, t, self._embeddings(b, cond_trg), reference, generator
+                z_trg, noise, scales, t, self._embeddings(b, cond_trg), reference, generator
             )
         direction = dds_direction(
             guided(e_tu, e_tc, s.guidance_scale), guided(e_su, e_sc, s.guidance_scale)
@@ -132,14 +132,14 @@ class CDSObjective:
         out = self.unet(latents.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
         return out.to(latents.dtype)
 
-    def _cut_pass(self, z_trg, noise, a_t, t, cond_trg, reference, generator):
+    def _cut_pass(self, z_trg, noise, scales, t, cond_trg, reference, generator):
         """Grad pass over the target-cond sample: eps(z_t_trg, y_trg) and w.r.t. z_trg the
         gradient of sum over layers of PatchNCE(F_trg, sg(F_src))."""
         s = self.settings
         z = z_trg.detach().requires_grad_(True)
         hw = tuple(z_trg.shape[-2:])
         with torch.enable_grad():
-            z_t = a_t.sqrt() * z + (1 - a_t).sqrt() * noise
+            z_t = scales[0] * z + scales[1] * noise
             self.store.select(slice(None))
             eps = self._eps(z_t, t, cond_trg)
             query = self.store.take()
