@@ -179,7 +179,7 @@ class EditSession:
                 f"the result is {image.width}x{image.height}, expected {box.width}x{box.height}"
             )
         name = layer_name(self.params.target)
-        return insert_result(self.doc, self.node, box, image.rgba, name)
+        return insert_result(self.doc, self.node, self.crop, image.rgba, name)
 
     def _fail(self, text: str) -> Update:
         self.state, self.error = FAILED, text
