@@ -13,15 +13,7 @@ import pytest
 
 from .conftest import FAST_SETTINGS, import_from
 from .fake_krita import FakeNode, FakeSelection, deep_gradient, document_with_layer, gradient
-from .test_pixelformat import engine_result, srgb_decode, srgb_encode, to_byte
-
-#: Krita depth -> (numpy dtype of a channel, where R, G, B, A sit in pixelData)
-DEPTHS = {
-    "U8": (np.uint8, [2, 1, 0, 3]),
-    "U16": (np.uint16, [2, 1, 0, 3]),
-    "F16": (np.float16, [0, 1, 2, 3]),
-    "F32": (np.float32, [0, 1, 2, 3]),
-}
+from .pixel_reference import as_rgba, engine_result, model_bytes, model_float, srgb_decode
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +24,6 @@ def kp(staged):
     from cds_krita.cds_bridge import pngcodec, protocol
 
     return types.SimpleNamespace(logic=logic, session=session, png=pngcodec, proto=protocol)
-
-
-def as_rgba(raw: bytes, depth: str) -> np.ndarray:
-    """pixelData bytes of ``depth`` as an (n, 4) float64 R, G, B, A array (Krita's values)."""
-    dtype, order = DEPTHS[depth]
-    return np.frombuffer(raw, dtype=dtype).reshape(-1, 4)[:, order].astype(np.float64)
-
-
-def model_float(px: np.ndarray, depth: str, linear: bool) -> np.ndarray:
-    """Reference: one pixel's Krita values -> sRGB-encoded colour (unclipped floats)."""
-    norm = px / 65535 if depth == "U16" else px / 255 if depth == "U8" else px
-    return srgb_encode(norm[:3]) if linear else norm[:3]
-
-
-def model_bytes(rgba: np.ndarray, depth: str, linear: bool) -> np.ndarray:
-    """Reference: Krita values -> the 8-bit sRGB the model should get."""
-    norm = rgba / 65535 if depth == "U16" else rgba / 255 if depth == "U8" else rgba
-    colour = srgb_encode(norm[:, :3]) if linear else norm[:, :3]
-    return np.concatenate([to_byte(colour), to_byte(norm[:, 3:])], axis=1)
 
 
 def rgba_of(box, rgba_at=gradient) -> bytes:

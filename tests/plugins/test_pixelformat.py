@@ -8,27 +8,10 @@ import pytest
 
 from plugin_bridge import pixelformat as pf
 
+from .pixel_reference import engine_result, srgb_decode, srgb_encode, to_byte
+
 DTYPES = {pf.U8: np.uint8, pf.U16: np.uint16, pf.F16: np.float16, pf.F32: np.float32}
 LINEAR_F32 = pf.PixelFormat(pf.F32, pf.LINEAR, "RGBA")
-
-
-def srgb_encode(light):
-    light = np.asarray(light, dtype=np.float64)
-    mag = np.abs(light)
-    enc = np.where(mag <= 0.0031308, 12.92 * mag, 1.055 * mag ** (1 / 2.4) - 0.055)
-    return np.sign(light) * enc
-
-
-def srgb_decode(value):
-    value = np.asarray(value, dtype=np.float64)
-    mag = np.abs(value)
-    dec = np.where(mag <= 0.04045, mag / 12.92, ((mag + 0.055) / 1.055) ** 2.4)
-    return np.sign(value) * dec
-
-
-def to_byte(encoded):
-    encoded = np.nan_to_num(np.asarray(encoded, dtype=np.float64), nan=0.0)
-    return np.floor(np.clip(encoded, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def raw(values, kind) -> bytes:
@@ -153,13 +136,6 @@ def test_fully_masked_pixels_are_the_8bit_result_at_the_documents_depth():
     assert pf.to_rgba8(flt.tobytes(), LINEAR_F32)[:3] == bytes(result[0, :3])
     back = pixels(pf.to_rgba8(flt.tobytes(), LINEAR_F32), pf.U8)
     assert np.array_equal(back[:, :3], result[:, :3])
-
-
-def engine_result(source8: np.ndarray, edit: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """What the engine returns: the 8-bit source blended with its edit by the mask."""
-    a = mask[:, None] / 255.0
-    blend = np.floor((1 - a) * source8[:, :3] + a * edit[:, :3] + 0.5)
-    return np.concatenate([blend, source8[:, 3:]], axis=1).astype(np.uint8)
 
 
 def test_partly_masked_pixels_blend_the_full_precision_source_by_the_mask():

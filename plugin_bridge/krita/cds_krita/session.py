@@ -86,6 +86,8 @@ class EditSession:
         self.job: str | None = None
         self.crop: Crop | None = None
         self.new_layer: KritaNode | None = None
+        #: The bridge's 8-bit RGBA answer for the box (before compositing at the layer's depth).
+        self.result_rgba: bytes | None = None
         self.error: str | None = None
         self._pngs: tuple[bytes, bytes | None] | None = None
 
@@ -179,6 +181,7 @@ class EditSession:
                 f"the result is {image.width}x{image.height}, expected {box.width}x{box.height}"
             )
         name = layer_name(self.params.target)
+        self.result_rgba = image.rgba
         return insert_result(self.doc, self.node, self.crop, image.rgba, name)
 
     def _fail(self, text: str) -> Update:
