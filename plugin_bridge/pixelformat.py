@@ -28,6 +28,8 @@ import math
 import re
 import struct
 from array import array
+from bisect import bisect_right
+from functools import partial
 from typing import NamedTuple
 
 U8, U16, F16, F32 = "u8", "u16", "f16", "f32"
@@ -172,6 +174,7 @@ class _Converter:
         self.scale = float(_INT_MAX.get(fmt.kind, 1))
         self._to8_table = None
         self._from8_table = None
+        self._thresholds: dict = {}
 
     def normalised(self, value) -> float:
         return value / self.scale
@@ -183,13 +186,34 @@ class _Converter:
     def alpha_to8(self, value) -> int:
         return _to8(value / self.scale)
 
-    def colour_to8_table(self) -> bytes | None:
-        """Byte for every integer channel value (u8/u16); None for the float kinds."""
-        if self.fmt.is_float:
-            return None
+    def to8_table(self, colour: bool) -> bytes:
+        """Byte for every integer channel value (u8/u16 only)."""
         if self._to8_table is None:
-            self._to8_table = bytes(self.colour_to8(v) for v in range(int(self.scale) + 1))
-        return self._to8_table
+            values = range(int(self.scale) + 1)
+            self._to8_table = (
+                bytes(self.alpha_to8(v) for v in values),
+                bytes(self.colour_to8(v) for v in values),
+            )
+        return self._to8_table[colour]
+
+    def thresholds(self, colour: bool) -> list:
+        """The float values where the byte steps up: byte ``b`` is how many of these 255
+        values are <= the value (``(b - 0.5) / 255 <= encoded < (b + 0.5) / 255``)."""
+        if colour not in self._thresholds:
+            edges = [(k + 0.5) / 255.0 for k in range(255)]
+            if colour and self.from_srgb:
+                edges = [self.from_srgb(e) for e in edges]
+            self._thresholds[colour] = edges
+        return self._thresholds[colour]
+
+    def channel_to8(self, channel, colour: bool) -> bytes:
+        """One channel's values as bytes (colour: with the curve; alpha: linear)."""
+        if not self.fmt.is_float:
+            return bytes(map(self.to8_table(colour).__getitem__, channel))
+        if any(map(math.isnan, channel)):  # NaN -> 0, which bisect cannot say
+            convert = self.colour_to8 if colour else self.alpha_to8
+            return bytes(convert(v) for v in channel)
+        return bytes(map(partial(bisect_right, self.thresholds(colour)), channel))
 
     def from_encoded(self, encoded: float):
         """An sRGB-encoded value back to the format's number (clamped for the integer kinds)."""
@@ -202,10 +226,14 @@ class _Converter:
             return 0
         return min(int(self.scale), int(x * self.scale + 0.5))
 
-    def from8(self, byte: int):
+    def from8_table(self) -> list:
+        """The format's number for each 8-bit sRGB value."""
         if self._from8_table is None:
             self._from8_table = [self.from_encoded(b / 255.0) for b in range(256)]
-        return self._from8_table[byte]
+        return self._from8_table
+
+    def from8(self, byte: int):
+        return self.from8_table()[byte]
 
 
 _CONVERTERS: dict = {}
@@ -231,16 +259,9 @@ def to_rgba8(data: bytes, fmt: PixelFormat) -> bytes:
         return bytes(out)
     conv = _converter(fmt)
     values = _decode(data, fmt)
-    table = conv.colour_to8_table()
     out = bytearray(count * 4)
     for dest, src in enumerate(offsets):
-        channel = values[src::4]
-        if dest == 3:
-            out[3::4] = bytes(conv.alpha_to8(v) for v in channel)
-        elif table is not None:
-            out[dest::4] = bytes(table[v] for v in channel)
-        else:
-            out[dest::4] = bytes(conv.colour_to8(v) for v in channel)
+        out[dest::4] = conv.channel_to8(values[src::4], colour=dest != 3)
     return bytes(out)
 
 
@@ -261,25 +282,20 @@ def composite(source: bytes, result_rgba8: bytes, mask: bytes | None, fmt: Pixel
     conv = _converter(fmt)
     values = _decode(source, fmt)
     out = list(values)
-    weights = mask if mask is not None else b"\xff" * count
+    # partly selected runs; fully selected pixels take the result as is, unselected ones
+    # the source's bytes (_copy_exact, below)
+    partial_runs = [] if mask is None else list(re.finditer(b"[\x01-\xfe]+", mask))
+    table = conv.from8_table()
     for dest, src in enumerate(_channel_offsets(fmt)[:3]):
-        out[src::4] = _blend_channel(conv, values[src::4], result_rgba8[dest::4], weights)
+        result = result_rgba8[dest::4]
+        channel = list(map(table.__getitem__, result))
+        for run in partial_runs:
+            for i in range(run.start(), run.end()):
+                channel[i] = _blend(conv, values[4 * i + src], result[i], mask[i] / 255.0)
+        out[src::4] = channel
     blended = bytearray(_encode(out, fmt))
     _copy_exact(blended, source, mask, fmt)
     return bytes(blended)
-
-
-def _blend_channel(conv: _Converter, channel, result, weights) -> list:
-    out = []
-    append = conv.from8
-    for value, r8, m in zip(channel, result, weights):
-        if m == 255:
-            out.append(append(r8))
-        elif m == 0:
-            out.append(value)
-        else:
-            out.append(_blend(conv, value, r8, m / 255.0))
-    return out
 
 
 def _blend(conv: _Converter, value, r8: int, a: float):
