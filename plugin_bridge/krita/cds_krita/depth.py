@@ -21,12 +21,6 @@ DEPTHS = {
     "F16": (pf.F16, "RGBA"),
     "F32": (pf.F32, "RGBA"),
 }
-DEPTH_NAMES = {
-    "U8": "8-bit integer",
-    "U16": "16-bit integer",
-    "F16": "16-bit float",
-    "F32": "32-bit float",
-}
 
 
 def supported(model: str, depth: str) -> bool:
