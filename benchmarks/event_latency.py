@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import QApplication  # noqa: E402
 from cds_desktop.app import paint_demo_mask  # noqa: E402
 from cds_desktop.app.main_window import MainWindow  # noqa: E402
 from cds_desktop.app.settings import Preferences, auto_cpu_threads  # noqa: E402
+from cds_desktop.engine.jobs import EventKind  # noqa: E402
 from cds_desktop.engine.resources import resource_path  # noqa: E402
 
 INTERVAL_MS = 5
@@ -115,7 +116,7 @@ def measure(app, window, probe, model: str, steps: int, size: int) -> dict:
     probe.recording = False
     lateness = probe.take()
     update = finished[0] if finished else None
-    if update is None or update.kind != "done":
+    if update is None or update.kind is not EventKind.DONE:
         raise SystemExit(f"edit on {model} did not finish: {update and update.error}")
     return stats(f"edit, {model}, {steps} steps @ {size}px", lateness, steps / elapsed)
 

@@ -45,6 +45,14 @@ from plugin_bridge import protocol as P
 from plugin_bridge.client import token_path
 from plugin_bridge.pngcodec import PngError, encode_png, read_png_size
 
+#: protocol error code for each kind of job failure
+FAILURE_CODES = {
+    J.FailureKind.USER_INPUT: P.EDIT_FAILED,
+    J.FailureKind.MODEL: P.MODEL_ERROR,
+    J.FailureKind.INTERNAL: P.INTERNAL,
+    None: P.INTERNAL,
+}
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = P.DEFAULT_PORT
@@ -436,7 +444,7 @@ class _Connection:
         total = state.total
         if event.kind == J.QUEUED:
             return P.Message(
-                P.QUEUED, job, position=self.server.queue_length, message=event.message
+                P.QUEUED, job, position=event.position, message=event.message
             )
         if event.kind in (J.LOADING, J.STARTED):
             state.started = state.started or event.kind == J.STARTED
@@ -450,13 +458,7 @@ class _Connection:
             return lambda: self._result_message(state, event.result)
         if event.kind == J.CANCELLED:
             return P.error(P.CANCELLED, event.message or "cancelled", job=job)
-        return P.error(self._failure_code(state, event.error or ""), event.error or "", job=job)
-
-    @staticmethod
-    def _failure_code(state: _BridgeJob, error: str) -> str:
-        if error.startswith("internal error"):
-            return P.INTERNAL
-        return P.EDIT_FAILED if state.started else P.MODEL_ERROR
+        return P.error(FAILURE_CODES[event.failure], event.error or "", job=job)
 
     def _progress_message(self, state: _BridgeJob, progress):
         fields = dict(

@@ -29,7 +29,7 @@ from PyQt6.QtWidgets import (
 )
 
 from cds_desktop.engine.errors import EditError
-from cds_desktop.engine.jobs import EditRequest, JobQueue
+from cds_desktop.engine.jobs import EditRequest, EventKind, FailureKind, JobQueue
 
 from . import model_choice
 from .bridge import BridgeControl
@@ -525,15 +525,15 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, update: Update, record: JobRecord) -> None:
         self.canvas.clear_preview()
-        if update.kind == "done":
+        if update.kind is EventKind.DONE:
             self._add_result(update, record)
-        elif update.kind == "failed":
-            self.show_error(f"edit failed: {update.error}")
+        elif update.kind is EventKind.FAILED:
+            prefix = "model error" if update.failure is FailureKind.MODEL else "edit failed"
+            self.show_error(f"{prefix}: {update.error}")
         else:
             self.statusBar().showMessage(f"cancelled ({update.message})", 5000)
         if not self.worker.busy:
-            done = {"done": "done", "failed": "failed", "cancelled": "cancelled"}[update.kind]
-            message = update.message if update.kind == "done" else done
+            message = update.message if update.kind is EventKind.DONE else update.kind.value
             self.progress.show_idle(f"Ready ({message})")
 
     def _add_result(self, update: Update, record: JobRecord) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
-from cds_desktop.engine.jobs import FINAL, EditRequest, JobEvent, JobQueue
+from cds_desktop.engine.jobs import FINAL, EditRequest, EventKind, FailureKind, JobEvent, JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def lower_thread_priority(increment: int = WORKER_NICE) -> bool:
 @dataclass
 class Update:
     job_id: int
-    kind: str  # a JobEvent kind
+    kind: EventKind
     step: int = 0
     total: int = 0
     elapsed: float = 0.0
@@ -56,6 +56,7 @@ class Update:
     error: str | None = None
     message: str = ""
     device: str = ""
+    failure: FailureKind | None = None  # on FAILED
 
 
 @dataclass
@@ -65,7 +66,7 @@ class JobRecord:
     id: int
     request: EditRequest
     job: Any
-    state: str = "queued"
+    state: EventKind = EventKind.QUEUED
     extra: dict = field(default_factory=dict)
 
 
@@ -116,7 +117,9 @@ class EditWorker(QObject):
             record.job.cancel()
 
     def current_id(self) -> int | None:
-        running = [r.id for r in self.jobs.values() if r.state in ("loading", "started")]
+        running = [
+            r.id for r in self.jobs.values() if r.state in (EventKind.LOADING, EventKind.STARTED)
+        ]
         return running[0] if running else None
 
     @property
@@ -124,7 +127,7 @@ class EditWorker(QObject):
         return bool(self.jobs)
 
     def counts(self) -> tuple[int, int]:
-        running = sum(r.state in ("loading", "started") for r in self.jobs.values())
+        running = sum(r.state in (EventKind.LOADING, EventKind.STARTED) for r in self.jobs.values())
         return running, len(self.jobs) - running
 
     def shutdown(self, timeout: float = 15.0) -> None:
@@ -138,14 +141,20 @@ class EditWorker(QObject):
         if self._closed and event.kind not in FINAL:
             return
         self._renice_worker()
-        update = Update(event.job_id, event.kind, error=event.error, message=event.message)
-        if event.kind == "progress":
+        update = Update(
+            event.job_id,
+            event.kind,
+            error=event.error,
+            message=event.message,
+            failure=event.failure,
+        )
+        if event.kind is EventKind.PROGRESS:
             if not self._fill_progress(update, event):
                 return
-        elif event.kind == "started":
+        elif event.kind is EventKind.STARTED:
             model = self.queue.model
             update.device = str(getattr(model, "device", "")) if model is not None else ""
-        elif event.kind == "done":
+        elif event.kind is EventKind.DONE:
             update.result = event.result
         self._relay.emit(update)
 
@@ -182,17 +191,17 @@ class EditWorker(QObject):
         if record is None:
             return
         kind = update.kind
-        if kind not in ("queued", "progress"):
+        if kind not in (EventKind.QUEUED, EventKind.PROGRESS):
             # "queued" is posted by submit() in this thread and may arrive after the worker
             # already reported "started": it must not move the state back
             record.state = kind
-        if kind == "queued":
+        if kind is EventKind.QUEUED:
             self.queued.emit(update.job_id, update.message)
-        elif kind == "loading":
+        elif kind is EventKind.LOADING:
             self.loading.emit(update.job_id, update.message)
-        elif kind == "started":
+        elif kind is EventKind.STARTED:
             self.started.emit(update.job_id, update.message, update.device)
-        elif kind == "progress":
+        elif kind is EventKind.PROGRESS:
             self.progressed.emit(update)
         elif kind in FINAL:
             del self.jobs[update.job_id]

@@ -18,27 +18,45 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from .cds import EditResult, Progress, run_edit
-from .errors import EditCancelled, EditError
+from .errors import EditCancelled, EditError, ModelError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings
 
 log = logging.getLogger(__name__)
 
-QUEUED, LOADING, STARTED, PROGRESS, DONE, FAILED, CANCELLED = (
-    "queued",
-    "loading",
-    "started",
-    "progress",
-    "done",
-    "failed",
-    "cancelled",
-)
-FINAL = (DONE, FAILED, CANCELLED)
+
+class EventKind(Enum):
+    """What a JobEvent reports. Values are the words shown to users and logged."""
+
+    QUEUED = "queued"
+    LOADING = "loading"
+    STARTED = "started"
+    PROGRESS = "progress"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+
+class FailureKind(Enum):
+    """Why a job FAILED: the caller maps it to a dialog, an exit code or a protocol code."""
+
+    USER_INPUT = "user input"  # bad image, mask, prompt or settings: the message says what to fix
+    MODEL = "model"  # the model could not be found or loaded
+    INTERNAL = "internal"  # a bug or an unexpected environment failure; details in the log
+
+
+QUEUED, LOADING, STARTED, PROGRESS, DONE, FAILED, CANCELLED = EventKind
+FINAL = frozenset({DONE, FAILED, CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -62,11 +80,13 @@ class EditRequest:
 @dataclass
 class JobEvent:
     job_id: int
-    kind: str
+    kind: EventKind
     progress: Progress | None = None
     result: EditResult | None = None
     error: str | None = None
     message: str = ""
+    failure: FailureKind | None = None  # set on FAILED
+    position: int = 0  # on QUEUED: 1 = next to run (counting the running job)
 
 
 Listener = Callable[[JobEvent], None]
@@ -127,11 +147,18 @@ class JobQueue:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
             job = Job(next(self._ids), request, listener)
+            position = len(self._queue) + 1 + (self.current is not None)
+        # reported before the worker can see the job, so QUEUED always comes first
+        job._emit(
+            JobEvent(job.id, QUEUED, message=f"queued (position {position})", position=position)
+        )
+        with self._cond:
+            if self._stopping:
+                job._emit(JobEvent(job.id, CANCELLED, message="the job queue is shutting down"))
+                return job
             self._queue.append(job)
-            position = len(self._queue) + (self.current is not None)
             self._ensure_worker()
             self._cond.notify()
-        job._emit(JobEvent(job.id, QUEUED, message=f"queued (position {position})"))
         return job
 
     def cancel(self, job_id: int) -> bool:
@@ -194,8 +221,10 @@ class JobQueue:
         if job.cancel_requested:
             job._emit(JobEvent(job.id, CANCELLED, message="cancelled before it started"))
             return
+        loaded = False
         try:
             model = self._get_model(job)
+            loaded = True
             if job.cancel_requested:
                 raise EditCancelled("cancelled while the model was loading")
             job._emit(JobEvent(job.id, STARTED, message=model.label))
@@ -215,10 +244,15 @@ class JobQueue:
             )
         except EditCancelled as exc:
             job._emit(JobEvent(job.id, CANCELLED, message=str(exc)))
-        except EditError as exc:
-            job._emit(JobEvent(job.id, FAILED, error=str(exc)))
+        except ModelError as exc:
+            job._emit(JobEvent(job.id, FAILED, error=str(exc), failure=FailureKind.MODEL))
+        except EditError as exc:  # raised while loading: a model/device problem
+            kind = FailureKind.USER_INPUT if loaded else FailureKind.MODEL
+            job._emit(JobEvent(job.id, FAILED, error=str(exc), failure=kind))
         except Exception as exc:  # noqa: BLE001 - report, keep the worker alive
-            job._emit(JobEvent(job.id, FAILED, error=describe_failure(exc)))
+            job._emit(
+                JobEvent(job.id, FAILED, error=describe_failure(exc), failure=FailureKind.INTERNAL)
+            )
 
     def _get_model(self, job: Job) -> LoadedModel:
         r = job.request

@@ -10,6 +10,7 @@ from PyQt6.QtTest import QTest
 
 from cds_desktop.app.documents import read_ora
 from cds_desktop.app.main_window import MainWindow
+from cds_desktop.engine.jobs import EventKind
 
 RUN_TIMEOUT = 60_000  # ms; generous, the machine is shared
 
@@ -60,7 +61,7 @@ def test_open_mask_edit_adds_a_result_layer_and_keeps_the_source(
     previews = []
     window.worker.progressed.connect(lambda u: previews.append(window.canvas.has_preview))
     finished = run_and_wait(qtbot, window)
-    assert finished[0].kind == "done", finished[0].error
+    assert finished[0].kind is EventKind.DONE, finished[0].error
     layers = window.state.doc.layers
     assert [layer.name for layer in layers] == ["circle", "a blue circle (seed 0)"]
     result = layers[1]
@@ -91,7 +92,7 @@ def test_several_targets_queue_visibly_and_history_restores(qtbot, window, circl
     texts = []
     window.worker.countsChanged.connect(lambda *_: texts.append(window.progress.queue.text()))
     finished = run_and_wait(qtbot, window, n=2)
-    assert [u.kind for u in finished] == ["done", "done"]
+    assert [u.kind for u in finished] == [EventKind.DONE, EventKind.DONE]
     assert max(counts) >= 1 and "1 queued" in texts
     names = [layer.name for layer in window.state.doc.layers]
     assert names[0] == "circle"
@@ -121,7 +122,7 @@ def test_cancel_mid_run(qtbot, window, circle_png, fast_values):
     assert window.progress.cancel.isEnabled()
     window.progress.cancel.click()
     qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT)
-    assert finished[0].kind == "cancelled"
+    assert finished[0].kind is EventKind.CANCELLED
     assert [layer.name for layer in window.state.doc.layers] == ["circle"]
     assert not window.worker.busy and not window.progress.cancel.isEnabled()
 
@@ -133,14 +134,14 @@ def test_model_error_is_shown_and_the_next_edit_works(
     window.prompt.set_values(fast_values())
     window.prompt.set_model(str(tmp_path / "no-such-model"))
     finished = run_and_wait(qtbot, window)
-    assert finished[0].kind == "failed"
+    assert finished[0].kind is EventKind.FAILED
     banner = window.progress.error
     assert banner.isVisible() and "no-such-model" in banner.text()
     assert "Traceback" not in banner.text()
     assert len(window.state.doc.layers) == 1
     window.prompt.set_model("tiny-random")
     finished = run_and_wait(qtbot, window)
-    assert finished[0].kind == "done" and len(window.state.doc.layers) == 2
+    assert finished[0].kind is EventKind.DONE and len(window.state.doc.layers) == 2
     assert not banner.isVisible()  # a new edit clears the old error
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from cds_desktop.app import worker as worker_module
 from cds_desktop.app.worker import EditWorker, Update
-from cds_desktop.engine.jobs import JobEvent
+from cds_desktop.engine.jobs import EventKind, JobEvent
 
 
 class FakeJob:
@@ -55,8 +55,8 @@ def test_late_queued_event_does_not_hide_the_running_job(qtbot):
     job_id = w.submit(request=None)
     counts = []
     w.countsChanged.connect(lambda running, waiting: counts.append((running, waiting)))
-    w._dispatch(Update(job_id, "started"))
-    w._dispatch(Update(job_id, "queued"))  # posted by submit(), arrives after "started"
+    w._dispatch(Update(job_id, EventKind.STARTED))
+    w._dispatch(Update(job_id, EventKind.QUEUED))  # posted by submit(), arrives after "started"
     assert counts[-1] == (1, 0) and w.current_id() == job_id
     w.cancel_current()
     assert w.jobs[job_id].job.cancelled
@@ -79,7 +79,7 @@ def test_progress_and_previews_are_throttled_and_arrive_in_the_gui_thread(qtbot,
 
     def play():  # the engine's worker thread: 10 steps, 10 ms apart
         for p in progresses:
-            queue.listener(JobEvent(1, "progress", progress=p))
+            queue.listener(JobEvent(1, EventKind.PROGRESS, progress=p))
             clock[0] += 0.01
 
     t = threading.Thread(target=play)

@@ -15,6 +15,7 @@ import pytest
 from bridge_helpers import FAST, box_mask, png_array, png_bytes, rgba_image
 
 from cds_desktop import bridge_server as bs
+from cds_desktop.engine.jobs import EventKind
 from plugin_bridge import protocol as P
 from plugin_bridge.client import BridgeClient, BridgeError, read_token, token_path
 
@@ -208,7 +209,7 @@ def test_disconnect_mid_job_cancels_it_and_frees_the_worker(server, job_queue, m
             break
     client.close()
     assert submitted[0].wait(GUARD), "the abandoned job was not stopped"
-    assert submitted[0].state == "cancelled"
+    assert submitted[0].state is EventKind.CANCELLED
     with client_for(server) as client:
         job, img, mask = _submit(client, 6, (4, 4, 12, 12), (1, 2))
         result = list(client.events(job, timeout=GUARD))[-1]

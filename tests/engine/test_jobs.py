@@ -7,14 +7,16 @@ import threading
 import numpy as np
 
 from cds_desktop.engine import EditSettings
-from cds_desktop.engine.jobs import CANCELLED, DONE, FAILED, EditRequest, JobQueue
+from cds_desktop.engine.jobs import CANCELLED, DONE, FAILED, PROGRESS, QUEUED, EditRequest, JobQueue
 
 FAST = EditSettings(steps=2, working_size=32)
 
 
 def _request(**kw):
     img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    base = dict(image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random")
+    base = dict(
+        image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random"
+    )
     return EditRequest(**(base | kw))
 
 
@@ -43,7 +45,7 @@ def test_fifo_order_events_and_results(tiny_model):
         finished = [jid for jid, kind in order if kind == DONE]
         assert finished == [j.id for j in jobs]
         kinds = [k for jid, k in order if jid == jobs[0].id]
-        assert kinds[0] == "queued" and kinds[-1] == DONE and "progress" in kinds
+        assert kinds[0] is QUEUED and kinds[-1] == DONE and PROGRESS in kinds
         assert jobs[0].result.image.shape == (24, 32, 4)
     finally:
         q.shutdown()
@@ -70,3 +72,33 @@ def test_shutdown_stops_the_worker(tiny_model):
     q.shutdown(wait=True, timeout=60)
     assert job.wait(1) and job.state == CANCELLED
     assert not q._thread.is_alive()
+
+
+def test_failures_carry_their_kind(tiny_model):
+    """The failure kind (not the message text) tells callers what went wrong."""
+    from cds_desktop.engine.jobs import FailureKind
+
+    events = []
+
+    def listener(ev):
+        if ev.kind is FAILED:
+            events.append(ev)
+
+    def loader(spec, **kw):
+        if spec == "boom":
+            raise RuntimeError("driver exploded")
+        return tiny_model if spec == "tiny-random" else _fail(spec)
+
+    q = JobQueue(loader=loader)
+    try:
+        jobs = [
+            q.submit(_request(model="missing-model"), listener),
+            q.submit(_request(target_prompt="  "), listener),
+            q.submit(_request(model="boom"), listener),
+        ]
+        assert all(j.wait(120) for j in jobs)
+        kinds = [ev.failure for ev in sorted(events, key=lambda ev: ev.job_id)]
+        assert kinds == [FailureKind.MODEL, FailureKind.USER_INPUT, FailureKind.INTERNAL]
+        assert events[-1].error.startswith("internal error")
+    finally:
+        q.shutdown()

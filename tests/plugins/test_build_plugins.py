@@ -22,7 +22,9 @@ def test_zips_hold_the_plugins_with_the_bridge_client_vendored(build_tool, tmp_p
     with zipfile.ZipFile(gimp_zip) as z:
         script = z.getinfo("cds_gimp/cds_gimp.py")
         assert (script.external_attr >> 16) & stat.S_IXUSR
-        assert "cds_gimp/cds_bridge/client.py" in z.namelist()
+        for module in ("protocol.py", "client.py", "pngcodec.py", "plugin_common.py"):
+            vendored = z.read(f"cds_gimp/cds_bridge/{module}")
+            assert vendored == (ROOT / "plugin_bridge" / module).read_bytes()
 
 
 def test_builds_are_reproducible(build_tool, tmp_path):

@@ -117,13 +117,6 @@ def test_refuses_selection_outside_the_layer_and_empty_layers(kp):
         kp.logic.read_crop(doc, layer)
 
 
-def test_layer_name_is_the_target_prompt_on_one_short_line(kp):
-    assert kp.logic.layer_name("  a   red\ncar ") == "a red car"
-    long = kp.logic.layer_name("word " * 40)
-    assert len(long) == kp.logic.MAX_LAYER_NAME and long.endswith("\u2026")
-    assert kp.logic.layer_name("   ") == "CDS edit"
-
-
 # ----------------------------------------------------------------------------- writing
 def test_insert_result_adds_a_layer_above_the_source_at_the_box(kp):
     doc, layer = document_with_layer(16, 12)
@@ -282,14 +275,6 @@ def test_session_refuses_empty_prompts_before_sending(kp):
     with pytest.raises(kp.logic.PluginError, match="source prompt is empty"):
         session.start(client)
     assert client.submitted == {}
-
-
-def test_bridge_port_comes_from_the_environment(kp, monkeypatch):
-    monkeypatch.setenv("CDS_BRIDGE_PORT", "5123")
-    assert kp.session.bridge_address()[1] == 5123
-    monkeypatch.setenv("CDS_BRIDGE_PORT", "http")
-    with pytest.raises(kp.logic.PluginError, match="expected a port number"):
-        kp.session.bridge_address()
 
 
 # ----------------------------------------------------------------------------- real bridge

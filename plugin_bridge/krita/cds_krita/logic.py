@@ -29,24 +29,23 @@ it to undo. The source layer is only read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from . import depth as depths
 from .cds_bridge import pixelformat
+from .cds_bridge.plugin_common import (  # noqa: F401 - re-exported for the session and tests
+    EditParams,
+    PluginError,
+    Rect,
+    check_params,
+    context_margin,
+    layer_name,
+)
 
 #: Krita's names for the colour spaces the plug-in accepts.
 COLOR_MODEL = depths.COLOR_MODEL
 COLOR_DEPTHS = tuple(depths.DEPTHS)
-#: Context kept around the selection: a fraction of the box's long side, at least MIN_MARGIN.
-MARGIN_FRACTION = 0.5
-MIN_MARGIN = 16
-MAX_LAYER_NAME = 60
-MODES = ("cds", "dds")
-
-
-class PluginError(Exception):
-    """A user mistake or a refused document; ``str()`` is a one-line, user-readable message."""
 
 
 # ----------------------------------------------------------------------------- Krita API subset
@@ -88,46 +87,6 @@ class KritaDocument(Protocol):
     def refreshProjection(self) -> None: ...
 
 
-# ----------------------------------------------------------------------------- geometry
-class Rect(NamedTuple):
-    left: int
-    top: int
-    width: int
-    height: int
-
-    @property
-    def right(self) -> int:
-        return self.left + self.width
-
-    @property
-    def bottom(self) -> int:
-        return self.top + self.height
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    @classmethod
-    def of(cls, qrect: KritaRect) -> Rect:
-        """From a QRect (or anything with x()/y()/width()/height())."""
-        return cls(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
-
-    def intersect(self, other: Rect) -> Rect:
-        left, top = max(self.left, other.left), max(self.top, other.top)
-        right, bottom = min(self.right, other.right), min(self.bottom, other.bottom)
-        return Rect(left, top, max(0, right - left), max(0, bottom - top))
-
-    def grow(self, margin: int) -> Rect:
-        return Rect(
-            self.left - margin, self.top - margin, self.width + 2 * margin, self.height + 2 * margin
-        )
-
-
-def context_margin(box: Rect, fraction: float = MARGIN_FRACTION, minimum: int = MIN_MARGIN) -> int:
-    """How many pixels of context to keep around a selection's bounding box."""
-    return max(minimum, int(round(fraction * max(box.width, box.height))))
-
-
 # ----------------------------------------------------------------------------- checks
 def check_layer(node: KritaNode | None) -> KritaNode:
     """The node to edit, or PluginError saying why it cannot be edited."""
@@ -148,29 +107,6 @@ def check_layer(node: KritaNode | None) -> KritaNode:
 
 
 # ----------------------------------------------------------------------------- request
-@dataclass(frozen=True)
-class EditParams:
-    source: str
-    target: str
-    mode: str = "cds"
-    steps: int = 200
-    extra_settings: dict = field(default_factory=dict)
-
-    def settings(self) -> dict:
-        return {**self.extra_settings, "mode": self.mode, "steps": int(self.steps)}
-
-
-def check_params(params: EditParams) -> None:
-    if not params.source.strip():
-        raise PluginError("the source prompt is empty: describe what the picture shows now")
-    if not params.target.strip():
-        raise PluginError("the target prompt is empty: describe what it should show")
-    if params.mode not in MODES:
-        raise PluginError(f"mode {params.mode!r}: expected one of {', '.join(MODES)}")
-    if not 1 <= int(params.steps) <= 100_000:
-        raise PluginError(f"steps={params.steps}: expected 1..100000")
-
-
 @dataclass(frozen=True)
 class Crop:
     """What is sent: a box of the layer (image coordinates), its RGBA pixels and the mask."""
@@ -220,14 +156,6 @@ def read_crop(doc: KritaDocument, node: KritaNode) -> Crop:
         if not any(mask):
             raise PluginError("the selection is empty inside the layer: select what to edit")
     return Crop(box, pixelformat.to_rgba8(raw, fmt), mask, str(node.name()), raw, fmt)
-
-
-def layer_name(target: str) -> str:
-    """The new layer's name: the target prompt, on one line, shortened with an ellipsis."""
-    name = " ".join(target.split())
-    if len(name) > MAX_LAYER_NAME:
-        name = name[: MAX_LAYER_NAME - 1].rstrip() + "\u2026"
-    return name or "CDS edit"
 
 
 # ----------------------------------------------------------------------------- result
