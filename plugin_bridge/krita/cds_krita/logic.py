@@ -116,8 +116,8 @@ class Crop:
     mask: bytes | None  # one byte per pixel of ``box``; None = edit the whole box
     layer_name: str
     #: The layer's own pixels in the box (pixelData, at the layer's depth) and their format.
-    raw: bytes = b""
-    fmt: pixelformat.PixelFormat = pixelformat.PixelFormat(pixelformat.U8, order="BGRA")
+    raw: bytes
+    fmt: pixelformat.PixelFormat
 
 
 def plan_box(doc: KritaDocument, node: KritaNode) -> tuple[Rect, KritaSelection | None]:
@@ -148,7 +148,8 @@ def read_crop(doc: KritaDocument, node: KritaNode) -> Crop:
     if len(raw) != box.width * box.height * fmt.pixel_bytes:
         raise PluginError(
             f"Krita returned {len(raw)} bytes for a {box.width}x{box.height} area of "
-            f"{node.colorModel()}/{node.colorDepth()} pixels, expected {fmt.pixel_bytes} bytes a pixel"
+            f"{node.colorModel()}/{node.colorDepth()} pixels, "
+            f"expected {fmt.pixel_bytes} bytes a pixel"
         )
     mask = None
     if selection is not None:
