@@ -69,6 +69,8 @@ class EditSession:
         self.job: str | None = None
         self.crop: Crop | None = None
         self.new_layer: KritaNode | None = None
+        #: The bridge's 8-bit RGBA answer for the box (before compositing at the layer's depth).
+        self.result_rgba: bytes | None = None
         self.error: str | None = None
         self._pngs: tuple[bytes, bytes | None] | None = None
 
@@ -162,7 +164,8 @@ class EditSession:
                 f"the result is {image.width}x{image.height}, expected {box.width}x{box.height}"
             )
         name = layer_name(self.params.target)
-        return insert_result(self.doc, self.node, box, image.rgba, name)
+        self.result_rgba = image.rgba
+        return insert_result(self.doc, self.node, self.crop, image.rgba, name)
 
     def _fail(self, text: str) -> Update:
         self.state, self.error = FAILED, text
