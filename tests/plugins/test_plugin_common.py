@@ -4,6 +4,7 @@ edit's parameters and their checks, where the bridge is), and that both use it."
 from __future__ import annotations
 
 import ast
+import struct
 import sys
 from pathlib import Path
 
@@ -111,3 +112,52 @@ def test_plugin_code_parses_as_python_3_8(path: Path):
     source = path.read_text(encoding="utf-8")
     ast.parse(source, filename=str(path), feature_version=(3, 8))
     assert "from __future__ import annotations" in source  # `X | None` hints stay strings
+
+
+# ----------------------------------------------------------------------------- precision
+def pack(code: str, *values) -> bytes:
+    return struct.pack(f"={len(values)}{code}", *values)
+
+
+def test_compose_keeps_source_at_0_result_at_255_and_blends_the_residual_between():
+    layout = common.PixelLayout(4, "u16", True)
+    source = pack("H", 1001, 2001, 3001, 40001) * 3
+    sent = pack("H", 1028, 2056, 2827, 40092) * 3  # the 8-bit copy, converted back
+    result = pack("H", 9000, 9000, 9000, 40092) * 3
+    out = common.compose_result(source, result, sent, bytes([0, 255, 51]), layout)
+    pixels = struct.unpack("=12H", out)
+    assert pixels[0:4] == (1001, 2001, 3001, 40001)  # mask 0: the source
+    assert pixels[4:8] == (9000, 9000, 9000, 40001)  # mask 255: the result, source alpha
+    keep = 1 - 51 / 255
+    expected = [
+        round(9000 + keep * (s - e)) for s, e in zip((1001, 2001, 3001), (1028, 2056, 2827))
+    ]
+    assert list(pixels[8:11]) == expected and pixels[11] == 40001
+
+
+def test_compose_without_mask_is_the_result_with_the_source_alpha():
+    layout = common.PixelLayout(4, "float", True)
+    source, result = pack("f", 4.0, -1.0, 0.5, 0.25), pack("f", 1.0, 0.0, 0.5, 1.0)
+    out = common.compose_result(source, result, result, None, layout)
+    assert struct.unpack("=4f", out) == (1.0, 0.0, 0.5, 0.25)
+
+
+def test_compose_clamps_integers_and_half_floats():
+    u8 = common.PixelLayout(3, "u8", False)
+    out = common.compose_result(
+        pack("B", 250, 5, 0), pack("B", 255, 0, 0), pack("B", 0, 250, 0), b"\x01", u8
+    )
+    assert struct.unpack("=3B", out) == (255, 0, 0)
+    half = common.PixelLayout(3, "half", False)
+    out = common.compose_result(
+        pack("e", 60000.0, 0, 0), pack("e", 60000.0, 0, 0), pack("e", 0.0, 0, 0), b"\x01", half
+    )
+    assert struct.unpack("=3e", out)[0] == common.HALF_MAX
+
+
+def test_compose_refuses_buffers_of_different_sizes():
+    layout = common.PixelLayout(3, "u8", False)
+    with pytest.raises(PluginError, match="different sizes"):
+        common.compose_result(b"\0" * 6, b"\0" * 3, b"\0" * 6, None, layout)
+    with pytest.raises(PluginError, match="the mask has 1 pixels, expected 2"):
+        common.compose_result(b"\0" * 6, b"\0" * 6, b"\0" * 6, b"\0", layout)
