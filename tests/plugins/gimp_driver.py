@@ -35,7 +35,11 @@ PRECISIONS = {
     "u16": Gimp.Precision.U16_NON_LINEAR,
     "u16-linear": Gimp.Precision.U16_LINEAR,
     "float": Gimp.Precision.FLOAT_LINEAR,
+    "u32": Gimp.Precision.U32_LINEAR,
+    "half": Gimp.Precision.HALF_PERCEPTUAL,
+    "double": Gimp.Precision.DOUBLE_NON_LINEAR,
 }
+CODES = {"u8": "B", "u16": "H", "u32": "I", "half": "e", "float": "f", "double": "d"}
 
 
 def native_name(drawable):
@@ -53,12 +57,12 @@ def pattern(drawable):
         for x in range(drawable.get_width()):
             if kind == "u8":
                 px = [(4 * x) % 256, (5 * y) % 256, (200 - 2 * x - y) % 256, 255]
-            elif kind == "u16":
+            elif kind in ("u16", "u32"):
                 px = [1001 + 301 * x, 40001 - 257 * y, 12345 + 3 * x * y, 65001 - 2 * x]
+                px = [v * 65537 + 1 for v in px] if kind == "u32" else px
             else:
                 px = [4.0 + x / 7.0, -0.25 + y / 100.0, (x * y) / 997.0, 0.75]
-            code = {"u8": "B", "u16": "H"}.get(kind, "f")
-            out.append(struct.pack(f"={n}{code}", *px[:n]))
+            out.append(struct.pack(f"={n}{CODES[kind]}", *px[:n]))
     return b"".join(out)
 
 
@@ -250,6 +254,9 @@ def run(out, scenarios):
                 edit(out, "u16_adobe", report, precision="u16", profile="adobe")
                 edit(out, "float", report, precision="float")
                 edit(out, "float_feathered", report, precision="float", feather=8.0)
+                edit(out, "u32", report, precision="u32")
+                edit(out, "half", report, precision="half")
+                edit(out, "double", report, precision="double")
             elif scenario == "refusals":
                 refusals(report)
             elif scenario == "tokens":

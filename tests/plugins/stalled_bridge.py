@@ -25,6 +25,10 @@ class StalledBridge:
         return self
 
     def __exit__(self, *exc) -> None:
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
         self._listener.close()
         for sock in self._open:
             sock.close()

@@ -139,8 +139,8 @@ class Gimp:
             code = f"exec(open('{home}/gimp_driver.py').read()); run('{home}/out', {scenarios!r})"
         proc = gimp_chroot.gimp_batch(self.root, home, code, env=env, display=display)
         report_file = host / "out" / "report.json"
-        assert report_file.is_file(), f"GIMP wrote no report (exit {proc.returncode}):\n" + (
-            proc.stdout[-4000:]
+        assert report_file.is_file(), (
+            f"GIMP wrote no report (exit {proc.returncode}):\n" + (proc.stdout[-4000:])
         )
         report = json.loads(report_file.read_text())
         assert "error" not in report, report["error"]
@@ -197,9 +197,11 @@ def unpack(fmt: str, data: bytes) -> list[tuple]:
     """Pixels of a raw dump in the Babl format ``fmt`` (e.g. "R'G'B'A u16-space-...")."""
     model, kind = fmt.split(" ")[0], fmt.split(" ")[1].split("-")[0]
     components = sum(c in "RGBA" for c in model)
-    code = {"u8": "B", "u16": "H", "float": "f"}[kind]
+    code = {"u8": "B", "u16": "H", "u32": "I", "half": "e", "float": "f", "double": "d"}[kind]
     size = struct.calcsize(code) * components
-    return [struct.unpack(f"={components}{code}", data[k : k + size]) for k in range(0, len(data), size)]
+    return [
+        struct.unpack(f"={components}{code}", data[k : k + size]) for k in range(0, len(data), size)
+    ]
 
 
 def edit_pixels(report, out: Path, name: str):
@@ -253,7 +255,9 @@ def test_new_layer_sits_above_the_source_at_the_box(main_run):
 
 
 @pytest.mark.parametrize(
-    "name", ["u8", "u8_no_selection", "u16", "u16_linear_no_alpha", "u16_adobe", "float"]
+    "name",
+    ["u8", "u8_no_selection", "u16", "u16_linear_no_alpha", "u16_adobe", "float", "u32", "half"]
+    + ["double", "float_feathered"],
 )
 def test_source_layer_is_never_modified(main_run, name):
     entry = main_run[0][name]
@@ -281,7 +285,9 @@ def test_without_selection_the_whole_layer_on_the_canvas_is_edited(main_run):
 
 
 # ----------------------------------------------------------------------------- high bit depth
-@pytest.mark.parametrize("name", ["u16", "u16_linear_no_alpha", "u16_adobe", "float"])
+@pytest.mark.parametrize(
+    "name", ["u16", "u16_linear_no_alpha", "u16_adobe", "float", "u32", "half", "double"]
+)
 def test_high_bit_depth_keeps_the_exact_source_where_the_mask_is_0(main_run, name):
     """The new layer has the image's format (colour space included); where the selection
     is 0 its pixels are the source's own, bit for bit; alpha is the source's everywhere."""
