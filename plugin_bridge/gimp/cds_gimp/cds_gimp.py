@@ -38,14 +38,7 @@ from cds_bridge import client as bridge_client  # noqa: E402
 from cds_bridge import plugin_common as common  # noqa: E402
 from cds_bridge import pngcodec  # noqa: E402
 from cds_bridge import protocol as proto  # noqa: E402
-from cds_bridge.plugin_common import (  # noqa: E402
-    EditParams,
-    PluginError,
-    Rect,
-    check_params,
-    context_margin,
-    layer_name,
-)
+from cds_bridge.plugin_common import EditParams, PluginError, Rect  # noqa: E402
 
 log = logging.getLogger("cds_gimp")
 
@@ -115,7 +108,7 @@ def plan_box(image: Any, drawable: Any) -> tuple[Rect, bool]:
             "the selection does not overlap the layer: select part of it "
             "(or Select > None to edit the whole layer)"
         )
-    return selected.grow(context_margin(selected)).intersect(content), True
+    return selected.grow(common.context_margin(selected)).intersect(content), True
 
 
 def read_rgba(drawable: Any, box: Rect) -> bytes:
@@ -280,7 +273,7 @@ class Request:
 
 def prepare(image: Any, drawable: Any, params: EditParams) -> Request:
     """Check and read everything locally, before any connection is made."""
-    check_params(params)
+    common.check_params(params)
     box, selected = plan_box(image, drawable)
     rgba = read_rgba(drawable, box)
     mask = read_mask(image, box) if selected else None
@@ -319,7 +312,7 @@ def edit_layer(
     """Read, send, wait, insert. Returns the new layer. Raises user-readable errors."""
     request = prepare(image, drawable, params)
     rgba = send(client, request, params, progress)
-    return insert_result(image, drawable, request, rgba, layer_name(params.target))
+    return insert_result(image, drawable, request, rgba, common.layer_name(params.target))
 
 
 def make_client() -> Any:
@@ -355,7 +348,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         request = prepare(image, drawable, params)
         with make_client() as client:
             rgba = send(client, request, params, Progress())
-        insert_result(image, drawable, request, rgba, layer_name(params.target))
+        insert_result(image, drawable, request, rgba, common.layer_name(params.target))
     except (PluginError, bridge_client.BridgeError, pngcodec.PngError) as exc:
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc)))
     Gimp.displays_flush()
