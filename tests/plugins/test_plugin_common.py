@@ -4,7 +4,11 @@ edit's parameters and their checks, where the bridge is), and that both use it."
 from __future__ import annotations
 
 import ast
+import glob
+import os
+import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -161,3 +165,45 @@ def test_compose_refuses_buffers_of_different_sizes():
         common.compose_result(b"\0" * 6, b"\0" * 3, b"\0" * 6, None, layout)
     with pytest.raises(PluginError, match="the mask has 1 pixels, expected 2"):
         common.compose_result(b"\0" * 6, b"\0" * 6, b"\0" * 6, b"\0", layout)
+
+
+# ----------------------------------------------------------------------------- Python 3.8
+def python38() -> str | None:
+    """A working Python 3.8 interpreter (pyenv's first: its shims may refuse), or None."""
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    for candidate in [*pyenv, shutil.which("python3.8")]:
+        if candidate is None:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 8))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+SMOKE_38 = """
+import struct, sys
+from plugin_bridge import plugin_common as c
+assert sys.version_info[:2] == (3, 8), sys.version
+c.check_params(c.EditParams("a", "b", steps=3, extra_settings={"seed": 1}))
+assert c.context_margin(c.Rect(0, 0, 100, 40)) == 50 and c.layer_name(" a  b ") == "a b"
+layout = c.PixelLayout(4, "u16", True)
+src, res = struct.pack("=8H", *range(1, 9)), struct.pack("=8H", *[9] * 8)
+assert struct.unpack("=8H", c.compose_result(src, res, res, bytes([0, 100]), layout)) == (
+    1, 2, 3, 4, 7, 7, 8, 8)
+print("ok")
+"""
+
+
+def test_shared_module_runs_on_python_3_8():
+    """Krita 5.1 on older systems and GIMP builds may bring Python 3.8."""
+    interpreter = python38()
+    if interpreter is None:
+        pytest.skip("no Python 3.8 interpreter here (python3.8 or pyenv)")
+    proc = subprocess.run(
+        [interpreter, "-c", SMOKE_38], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
