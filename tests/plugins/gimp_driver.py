@@ -14,6 +14,7 @@ introspection only.
 import json
 import os
 import struct
+import time
 import traceback
 
 import gi
@@ -192,6 +193,23 @@ def refusals(report):
     refusal(report, "selection_outside", image, [source])
 
 
+def cancelled(report):
+    """A long edit whose plug-in process the test kills (what the cancel button of GIMP's
+    progress bar does), then a short edit: the bridge must have dropped the long job."""
+    image, source = make_image()
+    started = time.monotonic()
+    refusal(report, "cancelled", image, [source], steps=2000)
+    report["cancelled"]["seconds"] = time.monotonic() - started
+    image, source = make_image()
+    started = time.monotonic()
+    refusal(report, "after_cancel", image, [source], steps=2)
+    report["after_cancel"]["seconds"] = time.monotonic() - started
+    image, source = make_image()
+    started = time.monotonic()
+    refusal(report, "forty_steps", image, [source], steps=42)
+    report["forty_steps"]["seconds"] = time.monotonic() - started
+
+
 def tokens(report, token_file):
     """No token file, then a wrong token (the plug-in reads the file on every edit)."""
     with open(token_file) as f:
@@ -259,6 +277,8 @@ def run(out, scenarios):
                 edit(out, "double", report, precision="double")
             elif scenario == "refusals":
                 refusals(report)
+            elif scenario == "cancelled":
+                cancelled(report)
             elif scenario == "tokens":
                 tokens(report, os.environ["CDS_TOKEN_FILE"])
             else:  # one edit that is expected to fail (no bridge, bad port, ...)

@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zipfile
@@ -129,15 +130,23 @@ class Gimp:
         shutil.copyfile(HERE / "gimp_driver.py", host / "gimp_driver.py")
         return home, host
 
-    def run(self, scenarios: list[str], env: dict[str, str], display: bool = False) -> tuple:
-        """Run the driver (or, with display, the dialog check); returns (report, out, log)."""
+    def run(
+        self, scenarios: list[str], env: dict[str, str], display: bool = False, during=None
+    ) -> tuple:
+        """Run the driver (or, with display, the dialog check); returns (report, out, log).
+        ``during(home)`` runs in a thread while GIMP does."""
         home, host = self.install()
+        helper = threading.Thread(target=during, args=(home,), daemon=True) if during else None
+        if helper:
+            helper.start()
         env = dict(env, CDS_TOKEN_FILE=f"{home}/.config/cds-desktop/bridge-token")
         if display:
             code = f"exec(open('{home}/gimp_driver.py').read()); dialog('{home}/out')"
         else:
             code = f"exec(open('{home}/gimp_driver.py').read()); run('{home}/out', {scenarios!r})"
         proc = gimp_chroot.gimp_batch(self.root, home, code, env=env, display=display)
+        if helper:
+            helper.join(60)
         report_file = host / "out" / "report.json"
         assert report_file.is_file(), (
             f"GIMP wrote no report (exit {proc.returncode}):\n" + (proc.stdout[-4000:])
@@ -190,6 +199,30 @@ def failure_runs(gimp):
                 for name, port in ports.items()
             }
             return {name: future.result()[0][name] for name, future in futures.items()}
+
+
+def kill_the_running_plugin(home: str, settle: float = 4.0, limit: float = 120) -> None:
+    """Wait for the plug-in's ``-run`` process (not GIMP's ``-query`` of it at start-up),
+    let it send its edit, then kill it as GIMP's progress cancel does."""
+    script = f"{home}/.config/GIMP/3.0/plug-ins/cds_gimp/cds_gimp.py"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if script.encode() in args and b"-run" in args:
+                time.sleep(settle)
+                os.kill(int(entry.name), signal.SIGKILL)
+                return
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def cancel_run(gimp, served_bridge):
+    env = {"CDS_BRIDGE_PORT": str(served_bridge[0])}
+    return gimp.run(["cancelled"], env, during=kill_the_running_plugin)[0]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -379,3 +412,16 @@ def test_broken_bridges_are_one_line_and_add_nothing(failure_runs, name, message
     assert entry["status"] == "execution-error"
     assert message in entry["message"] and "\n" not in entry["message"]
     assert entry["layers_added"] == 0
+
+
+def test_killing_the_plugin_mid_edit_adds_nothing_and_frees_the_bridge(cancel_run):
+    """GIMP's progress cancel ends the plug-in process; the bridge cancels the job of the
+    closed connection, so the next edit runs at once instead of after 2000 steps."""
+    killed, after = cancel_run["cancelled"], cancel_run["after_cancel"]
+    longer = cancel_run["forty_steps"]
+    assert killed["status"] != "success" and killed["layers_added"] == 0, killed
+    assert after["status"] == "success" and after["layers_added"] == 1, after
+    assert longer["status"] == "success", longer
+    per_step = max(0.0, longer["seconds"] - after["seconds"]) / 40
+    left = per_step * 2000 - killed["seconds"]  # what the killed job still had to do
+    assert after["seconds"] < left / 2, (killed, after, longer)
