@@ -147,7 +147,8 @@ def edit(out, name, report, **options):
     image.delete()
 
 
-def refusal(report, name, image, drawables, **overrides):
+def attempt(report, name, image, drawables, **overrides):
+    """Call the procedure; record its status, message and how many layers it added."""
     layers_before = len(image.get_layers())
     status, message = call(image, drawables, **overrides)
     report[name] = {
@@ -173,24 +174,24 @@ def refusals(report):
     gray = Gimp.Image.new(W, H, Gimp.ImageBaseType.GRAY)
     layer = Gimp.Layer.new(gray, "G", W, H, Gimp.ImageType.GRAYA_IMAGE, 100.0, NORMAL)
     gray.insert_layer(layer, None, 0)
-    refusal(report, "gray", gray, [layer])
+    attempt(report, "gray", gray, [layer])
     indexed = Gimp.Image.new(W, H, Gimp.ImageBaseType.INDEXED)
     layer = Gimp.Layer.new(indexed, "I", W, H, Gimp.ImageType.INDEXED_IMAGE, 100.0, NORMAL)
     indexed.insert_layer(layer, None, 0)
-    refusal(report, "indexed", indexed, [layer])
+    attempt(report, "indexed", indexed, [layer])
     image, source = make_image()
-    refusal(report, "two_layers", image, image.get_layers())
+    attempt(report, "two_layers", image, image.get_layers())
     image, source = make_image()
-    refusal(report, "channel", image, [image.get_selection()])
+    attempt(report, "channel", image, [image.get_selection()])
     image, source = make_image()
     group = Gimp.GroupLayer.new(image, "Group")
     image.insert_layer(group, None, 0)
-    refusal(report, "group", image, [group])
+    attempt(report, "group", image, [group])
     image, source = make_image()
-    refusal(report, "empty_prompt", image, [source], target="   ")
+    attempt(report, "empty_prompt", image, [source], target="   ")
     image, source = make_image(select=False)
     image.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 3, 1)  # left of the layer at x=4
-    refusal(report, "selection_outside", image, [source])
+    attempt(report, "selection_outside", image, [source])
 
 
 def cancelled(report):
@@ -198,15 +199,15 @@ def cancelled(report):
     progress bar does), then a short edit: the bridge must have dropped the long job."""
     image, source = make_image()
     started = time.monotonic()
-    refusal(report, "cancelled", image, [source], steps=2000)
+    attempt(report, "cancelled", image, [source], steps=2000)
     report["cancelled"]["seconds"] = time.monotonic() - started
     image, source = make_image()
     started = time.monotonic()
-    refusal(report, "after_cancel", image, [source], steps=2)
+    attempt(report, "after_cancel", image, [source], steps=2)
     report["after_cancel"]["seconds"] = time.monotonic() - started
     image, source = make_image()
     started = time.monotonic()
-    refusal(report, "forty_steps", image, [source], steps=42)
+    attempt(report, "forty_steps", image, [source], steps=42)
     report["forty_steps"]["seconds"] = time.monotonic() - started
 
 
@@ -216,11 +217,11 @@ def tokens(report, token_file):
         token = f.read()
     os.rename(token_file, token_file + ".away")
     image, source = make_image()
-    refusal(report, "no_token", image, [source])
+    attempt(report, "no_token", image, [source])
     with open(token_file, "w") as f:
         f.write("0" * 64)
     image, source = make_image()
-    refusal(report, "wrong_token", image, [source])
+    attempt(report, "wrong_token", image, [source])
     with open(token_file, "w") as f:
         f.write(token)
     os.remove(token_file + ".away")
@@ -283,7 +284,7 @@ def run(out, scenarios):
                 tokens(report, os.environ["CDS_TOKEN_FILE"])
             else:  # one edit that is expected to fail (no bridge, bad port, ...)
                 image, source = make_image()
-                refusal(report, scenario, image, [source])
+                attempt(report, scenario, image, [source])
     except Exception:  # noqa: BLE001 - the test shows it
         report["error"] = traceback.format_exc()
     with open(os.path.join(out, "report.json"), "w") as f:
