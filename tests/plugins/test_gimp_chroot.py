@@ -67,3 +67,11 @@ def test_an_unreachable_mirror_says_so_in_one_line():
     message = str(info.value)
     assert message.startswith("debootstrap cannot reach the Debian mirror http://127.0.0.1:")
     assert "\n" not in message
+
+
+def test_without_root_or_sudo_it_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(gimp_chroot.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(gimp_chroot.shutil, "which", lambda name, path=None: None)
+    with pytest.raises(gimp_chroot.Unavailable, match="needs root or passwordless sudo"):
+        gimp_chroot.ensure(tmp_path / "chroot")
+    assert not (tmp_path / "chroot").exists()
