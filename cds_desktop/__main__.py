@@ -13,6 +13,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cds_desktop.logs import prepare_console
+
+    prepare_console()  # a windowed app has no stdout/stderr; redirected output is UTF-8
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--serve" in argv:
         argv.remove("--serve")

@@ -41,6 +41,7 @@ from PIL import Image
 from cds_desktop.engine import EditError, EditSettings
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine.models import DEMO_MODEL, describe_spec
+from cds_desktop.logs import setup_logging
 from plugin_bridge import protocol as P
 from plugin_bridge.client import token_path
 from plugin_bridge.pngcodec import PngError, encode_png, read_png_size
@@ -845,8 +846,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """`cds-desktop --serve ...`: run the bridge headless until Ctrl+C. Returns an exit code."""
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--serve"]
     args = _serve_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    _quiet_library_warnings(args.log_level)
+    setup_logging(args.log_level, timestamps=True)
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: expected 0..65535")
     try:
@@ -887,16 +887,6 @@ def _load_model(args):
             f"cannot load model {args.model!r}: {type(exc).__name__}: {first} "
             "(--log-level DEBUG shows details)"
         ) from None
-
-
-def _quiet_library_warnings(level: str) -> None:
-    """transformers prints import-time notices (e.g. about torchvision) to stderr; a headless
-    server shows only its own log unless --log-level DEBUG."""
-    if level == "DEBUG":
-        return
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if "transformers" in sys.modules:
-        logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def _preloaded_loader(model, args):
