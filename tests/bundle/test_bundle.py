@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = [
 
 
 def test_bundle_builds_and_self_test_passes_without_python(tmp_path):
-    subprocess.run(["bash", "tools/build_bundle.sh"], cwd=ROOT, check=True, timeout=3600)
+    subprocess.run([sys.executable, "tools/build_bundle.py"], cwd=ROOT, check=True, timeout=3600)
     exe = ROOT / "dist" / "cds-desktop" / "cds-desktop"
     assert exe.is_file() and os.access(exe, os.X_OK)
     empty = tmp_path / "bin"
