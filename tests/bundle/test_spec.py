@@ -58,6 +58,7 @@ def test_windows_gets_a_windowed_app_and_a_console_cli(tmp_path, monkeypatch):
 
 
 def test_macos_gets_an_unsigned_app_bundle_and_the_launcher(tmp_path, monkeypatch):
+    monkeypatch.delenv("CDS_CODESIGN_IDENTITY", raising=False)
     steps = _build("darwin", tmp_path, monkeypatch)
     assert _programs(steps) == {"cds-desktop": False}
     bundle = steps["BUNDLE"][0]
@@ -65,6 +66,14 @@ def test_macos_gets_an_unsigned_app_bundle_and_the_launcher(tmp_path, monkeypatc
     assert bundle.kwargs["bundle_identifier"]
     assert all(exe.kwargs.get("codesign_identity") is None for exe in steps["EXE"])
     assert os.access(tmp_path / "cds-desktop" / "cds-edit", os.X_OK)
+
+
+def test_macos_signs_with_a_developer_id_when_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDS_CODESIGN_IDENTITY", "Developer ID Application: Someone (TEAM123)")
+    monkeypatch.setenv("CDS_ENTITLEMENTS", "/path/entitlements.plist")
+    exe = _build("darwin", tmp_path, monkeypatch)["EXE"][0]
+    assert exe.kwargs["codesign_identity"] == "Developer ID Application: Someone (TEAM123)"
+    assert exe.kwargs["entitlements_file"] == "/path/entitlements.plist"
 
 
 def test_linux_is_one_console_program_and_the_launcher(tmp_path, monkeypatch):
