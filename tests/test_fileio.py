@@ -38,7 +38,9 @@ def _leftovers(folder) -> list[str]:
 @posix_only
 @pytest.mark.parametrize("write, module", IMPLEMENTATIONS)
 @pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
-def test_new_files_get_what_open_gives_under_the_umask(write, module, umask, tmp_path, mask, expected):
+def test_new_files_get_what_open_gives_under_the_umask(
+    write, module, umask, tmp_path, mask, expected
+):
     umask(mask)
     write(tmp_path / "out.png", b"data")
     with open(tmp_path / "reference", "wb") as f:  # what a plain open() gives

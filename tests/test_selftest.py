@@ -49,7 +49,9 @@ def test_checks_still_run_under_python_O():
         "img, mask = _scene()\n"
         "try:\n    _check_edit(img.copy(), img, mask)\nexcept CheckFailed:\n    print('caught')\n"
     )
-    run = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert run.stdout.strip() == "caught", run.stderr
 
 

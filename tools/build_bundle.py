@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
             return devenv.fail("build_bundle: failed: " + " ".join(map(str, cmd)), rc)
     dist = devenv.ROOT / "dist"
     for path in sorted(dist.glob("cds-desktop*")) + sorted((dist / "plugins").glob("*.zip")):
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+        size = (
+            sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            if path.is_dir()
+            else path.stat().st_size
+        )
         print(f"{size / 2**20:8.1f} MiB  {path.relative_to(devenv.ROOT)}")
     return 0
 

@@ -102,7 +102,9 @@ def qt_warning(missing: list[str]) -> str:
     )
 
 
-def check_qt_libraries(python: Path, platform: str | None = None, runner=subprocess.run) -> str | None:
+def check_qt_libraries(
+    python: Path, platform: str | None = None, runner=subprocess.run
+) -> str | None:
     """On Linux: a warning naming the missing libraries of PyQt6's xcb plug-in, else None."""
     if not (sys.platform if platform is None else platform).startswith("linux"):
         return None
@@ -142,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = devenv.VENV / STAMP
     want = stamp_value()
     if not (stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == want):
-        print("setting up .venv (the first run downloads the dependencies; a few minutes)...", file=sys.stderr)
+        print(
+            "setting up .venv (the first run downloads the dependencies; a few minutes)...",
+            file=sys.stderr,
+        )
         commands = install_commands(python)
         if devenv.run([python, "-c", "import torch"], stderr=subprocess.DEVNULL) != 0:
             # pinned: a bare `torch` requirement can pull an unexpected (multi-GB) build

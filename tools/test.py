@@ -34,7 +34,9 @@ def check_environment(base: dict | None = None) -> dict:
     return env
 
 
-def checks(pytest_args: list[str], slow: bool, venv: Path = devenv.VENV, platform: str | None = None) -> list[tuple[str, list]]:
+def checks(
+    pytest_args: list[str], slow: bool, venv: Path = devenv.VENV, platform: str | None = None
+) -> list[tuple[str, list]]:
     """(what is checked, command) in the order they run."""
     python = devenv.venv_python(venv, platform)
     marker = [] if slow else ["-m", "not slow"]

@@ -43,7 +43,10 @@ def test_windows_lowers_the_current_thread():
     k32 = FakeKernel32()
     worker._lower_windows(worker.WORKER_NICE, kernel32=k32)
     worker._lower_windows(3, kernel32=k32)
-    assert k32.calls == [(-2, worker.THREAD_PRIORITY_LOWEST), (-2, worker.THREAD_PRIORITY_BELOW_NORMAL)]
+    assert k32.calls == [
+        (-2, worker.THREAD_PRIORITY_LOWEST),
+        (-2, worker.THREAD_PRIORITY_BELOW_NORMAL),
+    ]
     with pytest.raises(OSError):
         worker._lower_windows(10, kernel32=FakeKernel32(ok=False))
 

@@ -1,7 +1,7 @@
 """Slow: build the PyInstaller bundle and run its self-test with no Python on PATH.
 
-Run with `CDS_SLOW=1 .venv/bin/python -m pytest -m slow tests/bundle` (about 10-15 min on
-2 cores; not part of the default CI run, see README "Bundle").
+Run with `CDS_SLOW=1 python3 tools/test.py -m slow tests/bundle` (about 10-15 min on
+2 cores; `.ci/run` runs it, the default `tools/test.py` does not).
 """
 
 from __future__ import annotations

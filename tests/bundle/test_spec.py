@@ -38,7 +38,9 @@ def _build(platform: str, dist: Path, monkeypatch) -> dict[str, list[Step]]:
     namespace = {"SPECPATH": str(ROOT), "DISTPATH": str(dist), "__name__": "__main__"}
     for kind in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE"):
         namespace[kind] = type(kind, (Step,), {})
-    exec(compile((ROOT / "build.spec").read_text(encoding="utf-8"), "build.spec", "exec"), namespace)
+    exec(
+        compile((ROOT / "build.spec").read_text(encoding="utf-8"), "build.spec", "exec"), namespace
+    )
     steps: dict[str, list[Step]] = {}
     for step in Step.made:
         steps.setdefault(step.kind, []).append(step)

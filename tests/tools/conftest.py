@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def load_tool(name: str):
     sys.path.insert(0, str(ROOT / "tools"))  # they import tools/devenv.py
     try:
-        spec = importlib.util.spec_from_file_location(f"cds_tools_{name}", ROOT / "tools" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            f"cds_tools_{name}", ROOT / "tools" / f"{name}.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -32,8 +32,12 @@ def test_venv_programs_per_platform(devenv, platform, python, lint):
     assert devenv.venv_program("lint-imports", venv, platform) == venv / lint
 
 
-@pytest.mark.parametrize("platform, folder", [("linux", "bin"), ("win32", "Scripts"), ("darwin", "bin")])
-def test_test_entry_runs_contracts_lint_format_and_pytest_with_the_venv(test_tool, platform, folder):
+@pytest.mark.parametrize(
+    "platform, folder", [("linux", "bin"), ("win32", "Scripts"), ("darwin", "bin")]
+)
+def test_test_entry_runs_contracts_lint_format_and_pytest_with_the_venv(
+    test_tool, platform, folder
+):
     venv = Path("/x/.venv")
     steps = test_tool.checks(["-k", "cli"], slow=False, venv=venv, platform=platform)
     commands = [[str(c) for c in cmd] for _, cmd in steps]
@@ -43,13 +47,26 @@ def test_test_entry_runs_contracts_lint_format_and_pytest_with_the_venv(test_too
     assert commands[1][:4] == [python, "-m", "ruff", "check"]
     assert commands[2][:5] == [python, "-m", "ruff", "format", "--check"]
     assert commands[1][4:] == commands[2][5:] == list(test_tool.LINTED)
-    assert commands[3] == [python, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-k", "cli"]
+    assert commands[3] == [
+        python,
+        "-m",
+        "pytest",
+        "-q",
+        "-m",
+        "not slow",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "cli",
+    ]
     slow = test_tool.checks([], slow=True, venv=venv, platform=platform)[3][1]
     assert "not slow" not in slow
 
 
 def test_test_environment_matches_ci(test_tool):
-    env = test_tool.check_environment({"PATH": "/bin", "OMP_NUM_THREADS": "4", "HF_HUB_OFFLINE": "0"})
+    env = test_tool.check_environment(
+        {"PATH": "/bin", "OMP_NUM_THREADS": "4", "HF_HUB_OFFLINE": "0"}
+    )
     assert env["QT_QPA_PLATFORM"] == "offscreen" and env["HF_HUB_OFFLINE"] == "1"
     assert env["OMP_NUM_THREADS"] == "4" and env["MKL_NUM_THREADS"] == "1"
     assert test_tool.check_environment({"QT_QPA_PLATFORM": "xcb"})["QT_QPA_PLATFORM"] == "xcb"
@@ -77,7 +94,9 @@ def test_the_stamp_changes_with_the_dependencies(setup_tool, tmp_path):
 
 def test_missing_qt_libraries_are_named_with_their_packages(setup_tool):
     assert setup_tool.missing_in_ldd(LDD_MISSING) == [
-        "libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxcb-keysyms.so.1"
+        "libxcb-cursor.so.0",
+        "libxcb-icccm.so.4",
+        "libxcb-keysyms.so.1",
     ]
     message = setup_tool.qt_warning(setup_tool.missing_in_ldd(LDD_MISSING) + ["libodd.so.9"])
     assert "sudo apt install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libodd.so.9" in message
@@ -122,7 +141,9 @@ def test_python_version_check(devenv):
     assert "3.10 or newer; this is 3.8" in devenv.python_too_old((3, 8))
 
 
-@pytest.mark.parametrize("platform, python", [("linux", "bin/python"), ("win32", "Scripts/python.exe")])
+@pytest.mark.parametrize(
+    "platform, python", [("linux", "bin/python"), ("win32", "Scripts/python.exe")]
+)
 def test_bundle_build_uses_the_venv_and_the_one_spec(platform, python):
     from .conftest import load_tool
 
