@@ -42,8 +42,12 @@ def _lower_linux(increment: int) -> None:
 def _lower_windows(increment: int, kernel32=None) -> None:
     if kernel32 is None:
         import ctypes
+        from ctypes import wintypes
 
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.GetCurrentThread.restype = wintypes.HANDLE  # a 64-bit pseudo-handle on x64
+        kernel32.SetThreadPriority.argtypes = (wintypes.HANDLE, ctypes.c_int)
+        kernel32.SetThreadPriority.restype = wintypes.BOOL
     level = THREAD_PRIORITY_LOWEST if increment >= WORKER_NICE else THREAD_PRIORITY_BELOW_NORMAL
     if not kernel32.SetThreadPriority(kernel32.GetCurrentThread(), level):
         raise OSError("SetThreadPriority failed")
@@ -56,6 +60,8 @@ def _lower_macos(increment: int, libsystem=None) -> None:
         import ctypes.util
 
         libsystem = ctypes.CDLL(ctypes.util.find_library("System") or "libSystem.dylib")
+        libsystem.pthread_set_qos_class_self_np.argtypes = (ctypes.c_uint, ctypes.c_int)
+        libsystem.pthread_set_qos_class_self_np.restype = ctypes.c_int
     code = libsystem.pthread_set_qos_class_self_np(QOS_CLASS_UTILITY, 0)
     if code != 0:
         raise OSError(code, "pthread_set_qos_class_self_np failed")
