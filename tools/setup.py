@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     python = devenv.venv_python()
     if not python.exists():
-        if args.python == sys.executable and (problem := devenv.python_too_old()):
+        problem = devenv.python_too_old() if args.python == sys.executable else None
+        if problem:
             return devenv.fail(f"setup: {problem}; run this script with a newer one")
         print("creating .venv ...", file=sys.stderr)
         if devenv.run([args.python, "-m", "venv", devenv.VENV]) != 0:
