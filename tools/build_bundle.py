@@ -29,6 +29,12 @@ def commands(venv: Path = devenv.VENV, platform: str | None = None) -> list[list
     ]  # fmt: skip
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KiB" if n < 2**20 else f"{n / 2**20:.1f} MiB"
+
+
 def main(argv: list[str] | None = None) -> int:
     if not devenv.venv_python().exists():
         return devenv.fail("build_bundle: no .venv here; run `python3 tools/setup.py` first", 2)
@@ -38,12 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return devenv.fail("build_bundle: failed: " + " ".join(map(str, cmd)), rc)
     dist = devenv.ROOT / "dist"
     for path in sorted(dist.glob("cds-desktop*")) + sorted((dist / "plugins").glob("*.zip")):
-        size = (
-            sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            if path.is_dir()
-            else path.stat().st_size
-        )
-        print(f"{size / 2**20:8.1f} MiB  {path.relative_to(devenv.ROOT)}")
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        print(f"{_size(sum(p.stat().st_size for p in files)):>10}  {path.relative_to(devenv.ROOT)}")
     return 0
 
 
