@@ -177,7 +177,7 @@ def test_save_ora_never_overwrites_the_png(qtbot, window, circle_png, tmp_path):
     window.ask_save_path = lambda suggestion, _filter: (
         asked.append(suggestion) or str(tmp_path / "saved")
     )
-    assert window.save()
+    assert window.save(wait=True)
     assert asked == [str(tmp_path / "circle.ora")]
     assert circle_png.read_bytes() == png_bytes
     saved = tmp_path / "saved.ora"
@@ -186,8 +186,8 @@ def test_save_ora_never_overwrites_the_png(qtbot, window, circle_png, tmp_path):
     assert not window.state.dirty and "saved.ora" in window.windowTitle()
     window.state.set_visible(window.state.active_uid, False)
     window.ask_save_path = lambda *a: pytest.fail("an .ora document saves in place")
-    assert window.save() and not read_ora(saved).layers[0].visible
-    assert window.export(tmp_path / "flat.png") and (tmp_path / "flat.png").is_file()
+    assert window.save(wait=True) and not read_ora(saved).layers[0].visible
+    assert window.export(tmp_path / "flat.png", wait=True) and (tmp_path / "flat.png").is_file()
 
 
 def test_unsaved_changes_prompt_on_close(window, circle_png):
