@@ -125,7 +125,8 @@ class FileActions(QObject):
     # ------------------------------------------------------------------ save / export
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        """A write is running (Save, Save As and Export are disabled meanwhile)."""
+        return self._pending is not None
 
     def save(self, wait: bool = False) -> bool:
         doc = self.window.state.doc

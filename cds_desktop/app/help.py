@@ -187,6 +187,7 @@ HINT = (
 
 def add_first_run_hint(window) -> QToolBar | None:
     """A bar under the menus until the user dismisses it (remembered in the preferences)."""
+    window.first_run_hint = None
     if window.prefs.hint_dismissed:
         return None
     bar = QToolBar("Getting started", window)

@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.prompt.set_values(prefs.panel_values())
         self.prompt.set_model(model or prefs.model)
         self._on_active_layer(0)
+        menus.connect_enabled(self)
         help.add_first_run_hint(self)
         self.resize(1280, 800)
         self.resizeDocks([self.edit_dock, self.layers_dock], [560, 180], Qt.Orientation.Vertical)
@@ -147,8 +148,14 @@ class MainWindow(QMainWindow):
         self.split.setFixedWidth(120)
         self.split.setToolTip("Compare split: before (left) / after (right)")
         self.split.valueChanged.connect(lambda v: self.canvas.set_split(v / 100))
+        self.canvas.splitChanged.connect(self._on_split_dragged)
         view.addWidget(self.split)
         self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, view)
+
+    def _on_split_dragged(self, fraction: float) -> None:
+        self.split.blockSignals(True)
+        self.split.setValue(round(fraction * 100))
+        self.split.blockSignals(False)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()

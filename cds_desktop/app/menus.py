@@ -31,6 +31,15 @@ def _action(window, menu, name: str, text: str, slot, shortcut=None, tip: str = 
     return action
 
 
+def _keys(standard: QKeySequence.StandardKey, *common: str) -> list[QKeySequence]:
+    """The platform's keys for ``standard`` first, then the ``common`` ones it lacks."""
+    keys = list(QKeySequence.keyBindings(standard))
+    for text in common:
+        if QKeySequence(text) not in keys:
+            keys.append(QKeySequence(text))
+    return keys
+
+
 def build(window) -> None:
     """Fill ``window.menuBar()``; the actions land in ``window.actions``."""
     window.actions = {}
@@ -50,9 +59,9 @@ def build(window) -> None:
     edit = bar.addMenu("&Edit")
     undo = window.state.undo
     window.undo_action = undo.createUndoAction(window, "&Undo")
-    window.undo_action.setShortcut(QKeySequence(KEYS.Undo))
+    window.undo_action.setShortcuts(_keys(KEYS.Undo, "Ctrl+Z"))
     window.redo_action = undo.createRedoAction(window, "&Redo")
-    window.redo_action.setShortcuts([QKeySequence(KEYS.Redo), QKeySequence("Ctrl+Y")])
+    window.redo_action.setShortcuts(_keys(KEYS.Redo, "Ctrl+Shift+Z", "Ctrl+Y"))
     window.actions.update(undo=window.undo_action, redo=window.redo_action)
     edit.addActions([window.undo_action, window.redo_action])
     edit.addSeparator()
@@ -154,3 +163,35 @@ def build(window) -> None:
     )
     help_.addSeparator()
     _action(window, help_, "about", "&About cds-desktop", lambda: help_menu.show_about(window))
+
+
+DOCUMENT_ACTIONS = ("save", "save_as", "export", "fit", "actual_size", "zoom_in", "zoom_out")
+LAYER_ACTIONS = ("mask_from_alpha", "mask_invert", "mask_clear", "mask_feather")
+
+
+def connect_enabled(window) -> None:
+    """Keep each action enabled exactly when it can do something."""
+    actions = window.actions
+
+    def sync(*_args) -> None:
+        has_doc = window.state.doc is not None
+        has_layer = window.state.active_layer is not None
+        writing = window.files.busy
+        for name in DOCUMENT_ACTIONS:  # no second write while one is running
+            writes = name in ("save", "save_as", "export")
+            actions[name].setEnabled(has_doc and not (writes and writing))
+        for name in LAYER_ACTIONS:
+            actions[name].setEnabled(has_layer)
+
+    def counts(running: int, waiting: int) -> None:
+        actions["cancel"].setEnabled(running > 0)
+        actions["cancel_on_canvas"].setEnabled(running > 0)
+        actions["cancel_all"].setEnabled(running + waiting > 0)
+
+    state = window.state
+    for signal in (state.documentReplaced, state.activeLayerChanged, state.layersChanged):
+        signal.connect(sync)
+    window.files.busyChanged.connect(sync)
+    window.worker.countsChanged.connect(counts)
+    sync()
+    counts(0, 0)

@@ -21,7 +21,9 @@ def widget_pos(canvas, x: float, y: float) -> QPoint:
 
 
 def paint_stroke(window, points, tool: str = "brush", size: int = 10) -> None:
-    window.tools.update(tool=tool, size=size, hardness=1.0)
+    """A stroke through ``points`` with a brush ``size`` image pixels wide (the tool size is
+    in screen pixels)."""
+    window.tools.update(tool=tool, size=round(size * window.canvas.zoom), hardness=1.0)
     canvas = window.canvas
     QTest.mousePress(canvas, Qt.MouseButton.LeftButton, pos=widget_pos(canvas, *points[0]))
     for point in points[1:]:

@@ -88,6 +88,10 @@ class MaskToolbar(QToolBar):
             self.addWidget(button)
         self.addSeparator()
         self.size = self._spin("Size", 1, 2000, " px", lambda v: tools.update(size=v))
+        self.size.setToolTip(
+            "Brush diameter in screen pixels: it keeps its size on screen when you zoom "
+            "([ and ] on the canvas)"
+        )
         self.hardness = self._spin(
             "Hardness", 0, 100, " %", lambda v: tools.update(hardness=v / 100)
         )
