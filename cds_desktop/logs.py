@@ -107,8 +107,9 @@ def name_log(message: str) -> str:
     return message.replace(LOG_MARK, where, 1)
 
 
-def tail(path: Path | None, max_chars: int = 6000) -> str:
-    """The end of the log file (for a dialog's "Show details"); "" when there is none."""
+def tail(path: Path | None, max_chars: int = 8000) -> str:
+    """The end of the log file from its last ERROR record on (the traceback of the problem
+    just shown), for a dialog's "Show details"; "" when there is no log file."""
     if path is None:
         return ""
     for handler in logging.getLogger().handlers:
@@ -118,6 +119,9 @@ def tail(path: Path | None, max_chars: int = 6000) -> str:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_chars))
-            return f.read().decode("utf-8", "replace")
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+    lines = text.splitlines(keepends=True)
+    errors = [i for i, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line]
+    return "".join(lines[errors[-1] :]) if errors else text

@@ -21,7 +21,7 @@ def show(window, message: str) -> QMessageBox:
     path = logs.log_file()
     box.setText(message)
     box.setInformativeText(
-        f"The app keeps working. When you report this, include the log file:\n{path}"
+        "The app keeps working. When you report this, include the log file named above."
         if path
         else "The app keeps working. The details were printed in the terminal it runs in."
     )

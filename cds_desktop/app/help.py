@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PyQt6.QtWidgets import (
     QDialogButtonBox,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTextBrowser,
     QToolBar,
     QVBoxLayout,
@@ -96,9 +98,14 @@ def show_guide(window) -> QDialog:
 def shortcut_rows(window) -> list[tuple[str, str]]:
     """(what, keys) for every menu action with a shortcut, the tools and the canvas keys."""
     rows = []
-    for action in window.actions.values():
-        text = action.text().replace("&", "")
-        keys = ", ".join(k.toString(k.SequenceFormat.NativeText) for k in action.shortcuts())
+    fixed = {"undo": "Undo", "redo": "Redo"}  # their menu text names the step
+    for name, action in window.actions.items():
+        if name == "cancel_on_canvas":  # shown as the menu's "Cancel edit ... Esc (canvas)"
+            continue
+        text = fixed.get(name) or action.text().replace("&", "")
+        keys = ", ".join(
+            k.toString(k.SequenceFormat.NativeText) for k in action.shortcuts() if _typable(k)
+        )
         if "\t" in text:  # "Cancel edit\tEsc": the menu shows a key the canvas owns
             text, keys = text.split("\t", 1)
             keys += " (canvas)"
@@ -112,6 +119,14 @@ def shortcut_rows(window) -> list[tuple[str, str]]:
         ("Add to / subtract from a Rect or Ellipse", "drag / Alt + drag"),
     ]
     return rows
+
+
+def _typable(key) -> bool:
+    """Keys on an ordinary keyboard (not the Undo/Redo/F14 keys some platforms also bind)."""
+    text = key.toString()
+    return bool(
+        "+" in text or len(text) == 1 or text == "Esc" or re.fullmatch(r"F([1-9]|1[0-2])", text)
+    )
 
 
 def show_shortcuts(window) -> QDialog:
@@ -179,9 +194,8 @@ def show_about(window) -> QDialog:
 
 # ----------------------------------------------------------------------------- first run
 HINT = (
-    "New here? 1. Open an image (Ctrl+O) or drop one on the window. 2. Paint over what "
-    "to change (B). 3. Describe it now and what it should become. 4. Press Edit "
-    "(Ctrl+Return)."
+    "New here? Open an image (Ctrl+O), paint over what to change, describe what it shows "
+    "and what it should become, then press Edit (Ctrl+Return)."
 )
 
 
@@ -194,10 +208,10 @@ def add_first_run_hint(window) -> QToolBar | None:
     bar.setObjectName("toolbar-first-run")
     bar.setMovable(False)
     label = QLabel(HINT, bar)
-    label.setWordWrap(True)
     label.setContentsMargins(6, 2, 6, 2)
     bar.addWidget(label)
     spacer = QWidget(bar)
+    spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     bar.addWidget(spacer)
     for text, slot in (
         ("Demo model prompts", lambda: show_demo_prompts(window)),

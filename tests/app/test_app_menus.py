@@ -247,8 +247,12 @@ def test_internal_errors_name_the_log_file_and_offer_details(qtbot, window, tmp_
         banner = window.progress.error.text()
         assert str(path) in banner
         box = window.error_dialog
-        assert box.isVisible() and str(path) in box.informativeText()
-        assert "Output size is too small" in box.detailedText()
+        assert box.isVisible() and str(path) in box.text()
+        details = box.detailedText()  # from the problem's ERROR record on
+        assert details.splitlines()[0].endswith(
+            "ERROR MainThread cds_desktop.engine.jobs: edit failed"
+        )
+        assert "Traceback" in details and "Output size is too small" in details
         assert any("Show Details" in b.text() for b in box.buttons())
     finally:
         logs.stop_file_logging()
