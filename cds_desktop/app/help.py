@@ -23,7 +23,6 @@ from PyQt6.QtWidgets import (
     QTextBrowser,
     QToolBar,
     QVBoxLayout,
-    QWidget,
 )
 
 from cds_desktop import logs
@@ -209,10 +208,11 @@ def add_first_run_hint(window) -> QToolBar | None:
     bar.setMovable(False)
     label = QLabel(HINT, bar)
     label.setContentsMargins(6, 2, 6, 2)
+    label.setToolTip(HINT)
+    # a narrow window cuts the line instead of growing to fit it
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(120)
     bar.addWidget(label)
-    spacer = QWidget(bar)
-    spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-    bar.addWidget(spacer)
     for text, slot in (
         ("Demo model prompts", lambda: show_demo_prompts(window)),
         ("User guide", lambda: show_guide(window)),

@@ -138,8 +138,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(self.mask_bar)
         view = QToolBar("View", self)
         view.setObjectName("toolbar-view")
-        view.addAction("Fit", self.canvas.fit)
-        view.addAction("100 %", self.canvas.actual_size)
+        view.addAction(self.actions["fit"])  # the View menu's actions: one enabled state
+        view.addAction(self.actions["actual_size"])
         view.addSeparator()
         view.addAction(self.compare_action)
         self.split = QSlider(Qt.Orientation.Horizontal, self)

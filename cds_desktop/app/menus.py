@@ -182,6 +182,8 @@ def connect_enabled(window) -> None:
             actions[name].setEnabled(has_doc and not (writes and writing))
         for name in LAYER_ACTIONS:
             actions[name].setEnabled(has_layer)
+        for button in window.mask_bar.operations.values():
+            button.setEnabled(has_layer)
 
     def counts(running: int, waiting: int) -> None:
         actions["cancel"].setEnabled(running > 0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 from PyQt6.QtTest import QTest
+from PyQt6.QtWidgets import QToolBar
 from test_app_window import paint_stroke
 
 from cds_desktop import logs
@@ -258,3 +259,30 @@ def test_internal_errors_name_the_log_file_and_offer_details(qtbot, window, tmp_
         logs.stop_file_logging()
     window.show_error("edit failed: something the user can fix")  # no dialog for those
     assert "something the user can fix" not in window.error_dialog.text()
+
+
+def test_toolbar_and_panel_buttons_are_enabled_when_they_can_act(window, circle_png):
+    def state():
+        bar, layers, progress = window.mask_bar, window.layers, window.progress
+        return {
+            **{f"mask {op}": b.isEnabled() for op, b in bar.operations.items()},
+            **{f"tool {name}": b.isEnabled() for name, b in bar.buttons.items()},
+            "layers up": layers.up.isEnabled(),
+            "layers delete": layers.delete.isEnabled(),
+            "layers opacity": layers.opacity.isEnabled(),
+            "edit button": window.prompt.edit_button.isEnabled(),
+            "cancel": progress.cancel.isEnabled(),
+            "cancel all": progress.cancel_all.isEnabled(),
+        }
+
+    without = state()
+    assert not any(without[k] for k in without if k.startswith(("mask", "layers", "cancel")))
+    assert all(without[k] for k in without if k.startswith("tool")) and without["edit button"]
+    fit = [b for b in window.findChildren(QToolBar) if window.actions["fit"] in b.actions()]
+    assert fit and not window.actions["fit"].isEnabled()  # the bottom bar's Fit is the menu's
+    window.open_path(circle_png)
+    with_image = state()
+    assert all(with_image[k] for k in with_image if k.startswith(("mask", "layers", "tool")))
+    assert not with_image["cancel"] and not with_image["cancel all"]  # nothing running
+    window.mask_bar.operations["invert"].click()
+    assert window.state.active_layer.mask.all()

@@ -75,6 +75,7 @@ class MaskToolbar(QToolBar):
         self.setObjectName("toolbar-mask")
         self.tools = tools
         self.buttons: dict[str, QToolButton] = {}
+        self.operations: dict[str, QToolButton] = {}  # mask operations, by name
         self._group = QButtonGroup(self)
         for name, text, key, tip in TOOLS:
             button = QToolButton(self)
@@ -114,6 +115,7 @@ class MaskToolbar(QToolBar):
             button.setToolTip(tip)
             button.clicked.connect(lambda _=False, o=op: self._operation(o))
             self.addWidget(button)
+            self.operations[op] = button
         self.feather = self._spin("", 1, 200, " px", lambda v: tools.update(feather_radius=v))
         self.feather.setToolTip("Feather radius")
         tools.changed.connect(self.sync)
