@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--serve" in argv:
         argv.remove("--serve")
-        from cds_desktop.bridge_server import serve_main
+        from cds_desktop.serve import serve_main
 
         return serve_main(argv) or 0
     if argv[:1] == ["--edit"]:  # the bundle's cds-edit launcher

@@ -55,7 +55,7 @@ def check_engine(model_spec: str, vae: str) -> str:
 
 
 def check_bridge(model_spec: str) -> str:
-    from cds_desktop.bridge_server import BridgeServer
+    from cds_desktop.bridge import BridgeServer
     from cds_desktop.engine.jobs import JobQueue
     from plugin_bridge.client import BridgeClient
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cds_desktop.bridge_server import serve_main
+from cds_desktop.serve import serve_main
 from plugin_bridge.client import BridgeClient, read_token
 
 REPO = Path(__file__).resolve().parents[2]
-SERVE = "import sys; from cds_desktop.bridge_server import serve_main; sys.exit(serve_main(sys.argv[1:]))"
+SERVE = "import sys; from cds_desktop.serve import serve_main; sys.exit(serve_main(sys.argv[1:]))"
 
 
 def wait_for_line(proc: subprocess.Popen, fragment: str, seen: list[str]) -> str:
