@@ -1,14 +1,18 @@
 """The canvas: layers, the active layer's mask overlay, live preview, compare split, tools.
 
 View: ``zoom`` (widget px per image px) and ``pan`` (widget position of the image origin).
-The view fits the window until the user zooms or pans. The brush size is in screen pixels:
-zoomed in, a dab covers fewer image pixels (as the outline shows). While comparing, the
-split line can be dragged on the canvas. The live preview is labelled as approximate: it is
-decoded from the latents by a fast linear map, not by the VAE, so its colours differ. Layers are drawn from cached QImages
+The view fits the window until the user zooms or pans. Layers are drawn from cached QImages
 that wrap their (never mutated) pixel arrays; the mask overlay is an RGBA array updated in
 place in the touched box while painting.
-"""
 
+The brush size is in screen pixels: zoomed in, a dab covers fewer image pixels (as the
+outline shows). While comparing, the split line can be dragged on the canvas. The live
+preview is captioned as approximate: most frames are mapped from the latents by a fast
+linear projection, not decoded by the VAE, so their colours differ from the result's.
+
+One module of about 500 lines on purpose: painting, the view transform and the mouse and key
+handling of one widget share the same state (zoom, pan, the drag in progress, the caches).
+"""
 from __future__ import annotations
 
 import numpy as np
