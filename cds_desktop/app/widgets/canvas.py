@@ -13,6 +13,7 @@ linear projection, not decoded by the VAE, so their colours differ from the resu
 One module of about 500 lines on purpose: painting, the view transform and the mouse and key
 handling of one widget share the same state (zoom, pan, the drag in progress, the caches).
 """
+
 from __future__ import annotations
 
 import numpy as np
