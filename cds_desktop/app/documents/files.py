@@ -68,9 +68,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def png_bytes(rgba: np.ndarray) -> bytes:
+def png_bytes(rgba: np.ndarray, level: int = 6) -> bytes:
+    """PNG of (H, W, 4) uint8 RGBA at zlib ``level`` (6 = PIL's default)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        buf, format="PNG", compress_level=level
+    )
     return buf.getvalue()
 
 

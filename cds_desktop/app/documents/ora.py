@@ -6,6 +6,10 @@ Layout written: ``mimetype`` (first entry, stored, ``image/openraster``), ``stac
 name, x, y, opacity and visibility; opacity is written with Python's round-trip float repr,
 so a save/load cycle is bit-exact. Nested stacks are read (offsets add up) but written flat.
 
+The PNGs inside are written with zlib level 1 (:data:`PNG_LEVEL`): an .ora is a working file
+saved often, and on a 6000x4000 layer level 1 took 4.8 s against 50.9 s at PIL's default
+level 6, for a file 17 % larger (2-core CPU; Export PNG keeps level 6).
+
 What this app adds uses OpenRaster's extension mechanism, so other programs (Krita, GIMP,
 MyPaint) open the file as usual and ignore it: attributes in the ``cds`` XML namespace
 (:data:`NS`) on ``<layer>`` -- ``cds:id`` (a number unique in the file), ``cds:mask`` (a
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MIMETYPE = b"image/openraster"
 THUMBNAIL_SIZE = 256
+PNG_LEVEL = 1
 NS = "urn:cds-desktop:openraster:1"
 EXTRA = "cds-desktop"  # folder in the zip for what only this app reads
 HISTORY = f"{EXTRA}/history.json"
@@ -81,21 +86,23 @@ def _entries(doc: Document) -> list[tuple[str, bytes]]:
         if layer.history_id is not None:
             attrs[_ns("history")] = str(int(layer.history_id))
         ET.SubElement(stack, "layer", attrs)
-        files.append((src, png_bytes(layer.pixels)))
+        files.append((src, png_bytes(layer.pixels, PNG_LEVEL)))
     xml = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     merged = flatten(doc)
     return [
         ("stack.xml", xml),
         *files,
         *_history_entries(doc.history, file_ids),
-        ("mergedimage.png", png_bytes(merged)),
+        ("mergedimage.png", png_bytes(merged, PNG_LEVEL)),
         ("Thumbnails/thumbnail.png", _thumbnail(merged)),
     ]
 
 
 def _grey_png(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask), "L").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(mask), "L").save(
+        buf, format="PNG", compress_level=PNG_LEVEL
+    )
     return buf.getvalue()
 
 
