@@ -49,6 +49,8 @@ class FileActions(QObject):
         self.window = window
         self._thread: threading.Thread | None = None
         self._pending: tuple | None = None  # what the running write will do when it ends
+        self._changed = False  # the document changed while the write ran
+        window.state.undo.indexChanged.connect(self._on_change)  # merged steps emit it too
         self.writeFinished.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
         window.setAcceptDrops(True)  # the window passes drag events to drag_enter / drop
         bar = window.statusBar()
@@ -154,7 +156,7 @@ class FileActions(QObject):
         state = self.window.state
         snapshot = state.doc.snapshot()
         snapshot.history = self._history_records()
-        done = ("save", Path(path), state.doc, state.undo.index())
+        done = ("save", Path(path), state.doc)
         return self._write(done, lambda: write_ora(snapshot, path), wait)
 
     def export(self, path: str | Path | None = None, wait: bool = False) -> bool:
@@ -166,9 +168,7 @@ class FileActions(QObject):
         if not path:
             return False
         snapshot = doc.snapshot()
-        return self._write(
-            ("export", Path(path), doc, None), lambda: export_png(snapshot, path), wait
-        )
+        return self._write(("export", Path(path), doc), lambda: export_png(snapshot, path), wait)
 
     def suggest(self, suffix: str) -> str:
         doc = self.window.state.doc
@@ -198,6 +198,7 @@ class FileActions(QObject):
                 return False
             self.wait()
         self._pending = done
+        self._changed = False
         self.busy_label.setText(f"{'saving' if kind == 'save' else 'exporting'} {path.name}...")
         self.busy_label.show()
         self.busy_bar.show()
@@ -223,6 +224,10 @@ class FileActions(QObject):
         self._thread.start()
         return True
 
+    def _on_change(self, _index: int) -> None:
+        if self._pending is not None:
+            self._changed = True
+
     def _on_written(self, kind: str, path: str, error: str) -> None:
         if self._thread is not None:
             self._thread.join()
@@ -230,7 +235,7 @@ class FileActions(QObject):
         self._finish(kind, path, error)
 
     def _finish(self, kind: str, path: str, error: str) -> bool:
-        _, _, doc, index = self._pending
+        doc = self._pending[2]
         self._pending = None
         self.busy_label.hide()
         self.busy_bar.hide()
@@ -243,7 +248,7 @@ class FileActions(QObject):
             return False
         if kind == "save" and doc is window.state.doc:
             doc.path = Path(path)
-            if window.state.undo.index() == index:
+            if not self._changed:
                 window.state.mark_saved()
             else:  # changed while it was written: the file holds an earlier state
                 window.state.undo.resetClean()

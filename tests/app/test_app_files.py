@@ -140,3 +140,22 @@ def test_a_mask_change_is_unsaved_work_and_is_saved(window, circle_png, tmp_path
     assert window.state.dirty and window.windowTitle().startswith("m.ora[*]")
     assert window.save(wait=True) and not window.state.dirty
     assert read_ora(tmp_path / "m.ora").layers[0].mask[10, 15] == 255
+
+
+def test_an_opacity_drag_during_a_save_keeps_the_document_unsaved(
+    qtbot, window, circle_png, tmp_path
+):
+    """Consecutive opacity changes merge into one undo step (the index does not move): the
+    save must still notice that the document changed after its snapshot."""
+    window.open_path(circle_png)
+    uid = window.state.active_uid
+    window.state.set_opacity(uid, 0.9)
+    finished = []
+    window.files.writeFinished.connect(lambda *args: finished.append(args))
+    index = window.state.undo.index()
+    assert window.save_as(tmp_path / "o.ora")
+    window.state.set_opacity(uid, 0.5)  # merges with the 0.9 step
+    assert window.state.undo.index() == index
+    qtbot.waitUntil(lambda: bool(finished), timeout=60_000)
+    assert window.state.dirty
+    assert read_ora(tmp_path / "o.ora").layers[0].opacity == 0.9
