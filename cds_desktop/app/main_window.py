@@ -3,6 +3,8 @@
 Edits: the active layer's pixels and mask go to the shared JobQueue (via EditWorker) as one job
 per target prompt; every result becomes a new layer right above its source, which is never
 modified. All engine events arrive as queued signals, so the window stays responsive.
+Opening, saving, exporting, recent files and drops are in files.py; the menus in menus.py;
+Help and the first-run hint in help.py.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from cds_desktop import logs
 from cds_desktop.engine.errors import EditError
 from cds_desktop.engine.jobs import EditRequest, EventKind, FailureKind, JobQueue
 
-from . import error_dialog, help, menus, model_choice
+from . import error_dialog, menus, model_choice
 from .bridge import BridgeControl
 from .bridge import describe as describe_bridge
 from .documents import Document, Layer
 from .files import FileActions
+from .help import add_first_run_hint
 from .settings import Preferences
 from .state import DocumentState
 from .widgets.canvas import Canvas
@@ -85,7 +88,7 @@ class MainWindow(QMainWindow):
         self.prompt.set_model(model or prefs.model)
         self._on_active_layer(0)
         menus.connect_enabled(self)
-        help.add_first_run_hint(self)
+        add_first_run_hint(self)
         self.resize(1280, 800)
         self.resizeDocks([self.edit_dock, self.layers_dock], [560, 180], Qt.Orientation.Vertical)
         if persist and prefs.geometry() is not None:
