@@ -1,4 +1,9 @@
-"""Shared fixtures: the tiny random pipeline (a test fixture, random weights) loaded once."""
+"""Shared fixtures: the tiny random pipeline (a test fixture, random weights) loaded once.
+
+``CDS_TEST_DEVICE`` (default ``cpu``) is the device the engine fixtures load models on, e.g.
+``CDS_TEST_DEVICE=cuda`` to run the engine tests on a GPU (fp32 there too, so the tests'
+tolerances hold); pytest's header names it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+TEST_DEVICE = os.environ.get("CDS_TEST_DEVICE", "").strip() or "cpu"
+
+
+def pytest_report_header(config):
+    return f"cds test device: {TEST_DEVICE}"
+
+
+@pytest.fixture(scope="session")
+def engine_device() -> str:
+    """The device engine fixtures load models on (CDS_TEST_DEVICE, default cpu)."""
+    return TEST_DEVICE
+
 
 @pytest.fixture(scope="session")
 def tiny_model():
@@ -17,7 +34,7 @@ def tiny_model():
     from cds_desktop.engine.models import load_model
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    return load_model("tiny-random", device="cpu")
+    return load_model("tiny-random", device=TEST_DEVICE, dtype="fp32")
 
 
 @pytest.fixture(autouse=True)
