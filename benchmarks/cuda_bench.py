@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -90,39 +91,16 @@ class Plan:
 
 
 FULL = Plan(
-    "sd15",
-    512,
-    8,
-    3,
-    200,
-    4,
-    50,
-    (512, 1024),
-    3,
-    1024,
-    True,
-    3,
-    (100, 300, 500, 700, 900),
-    10,
-    ("tests/engine",),
-)
+    arch="sd15", size=512, step_steps=8, step_warmup=3, edit_steps=200, k=4, multi_steps=50,
+    vae_sizes=(512, 1024), vae_repeats=3, sdxl_size=1024, sdxl_full=True, sdxl_steps=3,
+    precision_ts=(100, 300, 500, 700, 900), seed_steps=10, tests=("tests/engine",),
+)  # fmt: skip
 QUICK = Plan(
-    "tiny",
-    32,
-    2,
-    1,
-    3,
-    4,
-    2,
-    (32,),
-    1,
-    64,
-    False,
-    1,
-    (300, 700),
-    2,
-    ("tests/engine/test_edit.py", "-k", "same_seed"),
-)
+    arch="tiny", size=32, step_steps=2, step_warmup=1, edit_steps=3, k=4, multi_steps=2,
+    vae_sizes=(32,), vae_repeats=1, sdxl_size=64, sdxl_full=False, sdxl_steps=1,
+    precision_ts=(300, 700), seed_steps=2,
+    tests=("tests/engine/test_edit.py", "-k", "same_seed"),
+)  # fmt: skip
 
 # (part, time cap in seconds at full size). The caps add up to more than the budget: most
 # parts take a fraction of their cap on a current GPU; the budget stops the run at 10 minutes.
@@ -131,12 +109,15 @@ PARTS = (
     ("step", 150),
     ("edit", 150),
     ("multi", 150),
-    ("vae", 120),
+    ("vae", 180),
     ("sdxl", 120),
     ("precision", 90),
     ("seed", 60),
     ("tests", 240),
 )
+
+# seconds kept free for a part while earlier parts run (the rest is shared out in order)
+RESERVE = {"tests": 120, "seed": 30, "precision": 40}
 
 
 class Unavailable(Exception):
@@ -184,7 +165,7 @@ def drain(gen, device):
         marks.append(time.perf_counter())
 
 
-def test_image(size: int, seed: int = 0):
+def sample_image(size: int, seed: int = 0):
     """A smooth random RGB image (uint8), the same for every run of a part."""
     import numpy as np
 
@@ -225,7 +206,12 @@ def sd15_model(device, dtype_name: str):
                 pad_token_id=tok.pad_token_id,
             )
         )
-    meta = {"label": "SD-1.5-shaped random-weight fixture", "kind": "random", "native_size": 512}
+    meta = {  # "family": SD-1.x defaults where the engine has per-family defaults
+        "label": "SD-1.5-shaped random-weight fixture",
+        "kind": "random",
+        "native_size": 512,
+        "family": "sd1",
+    }
     return models._assemble("sd15-shaped-random", parts, meta, device, dt, "torch")
 
 
@@ -352,7 +338,7 @@ def part_edit(args, plan, device) -> dict:
     }
     try:
         result, marks = drain(
-            run_edit(model, test_image(plan.size), PROMPTS[0], PROMPTS[1], None, settings), device
+            run_edit(model, sample_image(plan.size), PROMPTS[0], PROMPTS[1], None, settings), device
         )
     except NumericalError as exc:
         out.update(finite=False, error=str(exc), peak_mib=peak_mib(device))
@@ -381,7 +367,7 @@ def part_multi(args, plan, device) -> dict:
         raise Unavailable("this checkout's engine has no run_edits (shared-source multi-target)")
     model = build_model(plan, device, args.dtype)
     settings = EditSettings(steps=plan.multi_steps, working_size=plan.size, seed=0)
-    image, targets = test_image(plan.size), list(PROMPTS[1 : 1 + plan.k])
+    image, targets = sample_image(plan.size), list(PROMPTS[1 : 1 + plan.k])
     warm_up = settings.replace(steps=2)
     drain(run_edit(model, image, PROMPTS[0], targets[0], None, warm_up), device)
     reset_peak(device)
@@ -625,7 +611,7 @@ def part_seed(args, plan, device) -> dict:
     from cds_desktop.engine.models import load_model
 
     settings = EditSettings(steps=plan.seed_steps, working_size=32, seed=7, preview_every=0)
-    image = test_image(48, seed=3)
+    image = sample_image(48, seed=3)
     results = {}
     for where in ("cpu", str(device)):
         model = load_model("tiny-random", device=where, dtype="fp32", vae_backend="torch")
@@ -648,18 +634,27 @@ def part_tests(args, plan, device) -> dict:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", *plan.tests]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    text = proc.stdout + proc.stderr
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=args.timeout - 5
+        )
+        text, returncode = proc.stdout + proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        text, returncode = out + f"\n(stopped after {args.timeout - 5:.0f} s)", None
     (args.out / "logs" / "tests_pytest.log").write_text(text, encoding="utf-8")
     counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "errors", "xfailed")}
     summary = [ln for ln in text.splitlines() if re.search(r"\d+ (passed|failed|error)", ln)]
+    if not summary:  # pytest missing, or stopped before its summary
+        last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["no output"]
+        raise RuntimeError(f"the test run gave no summary: {last[0][:300]}")
     for n, word in re.findall(r"(\d+) (\w+)", summary[-1] if summary else ""):
         if word in counts:
             counts[word] += int(n)
     header = re.search(r"cds test device: (\S+)", text)
     return {
         "command": " ".join(["CDS_TEST_DEVICE=" + str(device), "python", *cmd[1:]]),
-        "returncode": proc.returncode,
+        "returncode": returncode,
         "device_seen": header.group(1) if header else None,
         "passed": counts["passed"],
         "failed": counts["failed"],
@@ -735,9 +730,10 @@ def orchestrate(args) -> int:
         flush=True,
     )
     results: dict[str, dict] = {}
-    for group in groups:
-        left = deadline - time.monotonic()
-        cap = sum(caps[p] for p in group) * (1 if not args.quick else 2)
+    for i, group in enumerate(groups):
+        later = [p for g in groups[i + 1 :] for p in g]  # keep their minimum time free
+        left = deadline - time.monotonic() - sum(RESERVE.get(p, 20) for p in later)
+        cap = sum(caps[p] for p in group) * (2 if args.quick else 1)
         timeout = min(cap, left)
         if timeout < 10:
             for p in group:
@@ -745,28 +741,17 @@ def orchestrate(args) -> int:
             continue
         name = "+".join(group)
         log = args.out / "logs" / f"{group[0] if len(group) == 1 else 'parts'}.log"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--parts",
-            ",".join(group),
-            "--device",
-            args.device,
-            "--dtype",
-            args.dtype,
-            "--out",
-            str(args.out),
-        ]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--parts", ",".join(group),
+               "--device", args.device, "--dtype", args.dtype, "--out", str(args.out),
+               "--timeout", f"{timeout:.0f}"]  # fmt: skip
         cmd += ["--quick"] if args.quick else []
         cmd += ["--threads", str(args.threads)] if args.threads else []
+        for p in group:
+            (args.out / "parts" / f"{p}.json").unlink(missing_ok=True)
         start = time.monotonic()
         print(f"-- {name} (up to {timeout:.0f} s)", flush=True)
         with open(log, "w", encoding="utf-8") as fh:
-            try:
-                proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                rc = None
+            rc = run_with_timeout(cmd, fh, timeout)
         for p in group:
             f = args.out / "parts" / f"{p}.json"
             if f.is_file():
@@ -802,6 +787,22 @@ def orchestrate(args) -> int:
     if bad:
         print(f"parts that did not complete: {', '.join(bad)} (logs in {args.out / 'logs'})")
     return 1 if bad else 0
+
+
+def run_with_timeout(cmd: list[str], log, timeout: float) -> int | None:
+    """Run ``cmd`` with output to ``log``; None if it had to be stopped after ``timeout`` s.
+    The child runs in its own process group, so what it started (pytest) is stopped too."""
+    posix = hasattr(os, "killpg")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=posix)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if posix:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait()
+        return None
 
 
 def _tail(log: Path) -> str:
@@ -1015,7 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated parts to run (default all): " + ",".join(n for n, _ in PARTS),
     )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
-    p.add_argument("--parts", help=argparse.SUPPRESS)  # child mode
+    p.add_argument("--parts", help=argparse.SUPPRESS)  # child mode: these parts
+    p.add_argument("--timeout", type=float, default=600.0, help=argparse.SUPPRESS)  # child's
     args = p.parse_args(argv)
     if args.out is None:
         args.out = ROOT / "benchmarks" / "out" / time.strftime("cuda-%Y%m%d-%H%M%S")
