@@ -8,10 +8,11 @@
 * ``cds-gimp.zip``: the ``cds_gimp/`` folder to unpack into GIMP 3's ``plug-ins/``
   (``cds_gimp.py`` is marked executable).
 
-Both get ``plugin_bridge``'s ``protocol.py``, ``client.py`` and ``pngcodec.py`` vendored as a
-``cds_bridge`` sub-package, so the plug-ins run on Krita's/GIMP's own Python with nothing
-else installed. The zips are reproducible (fixed timestamps, sorted entries) and written
-atomically (temporary file + os.replace). Standard library only.
+Both get ``plugin_bridge``'s ``protocol.py``, ``client.py``, ``pngcodec.py``,
+``plugin_common.py`` (what the two plug-ins share) and ``pixelformat.py`` (high-bit-depth
+pixels) vendored as a ``cds_bridge`` sub-package, so the plug-ins run on Krita's/GIMP's own
+Python with nothing else installed. The zips are reproducible (fixed timestamps, sorted
+entries) and written atomically (temporary file + os.replace). Standard library only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = ROOT / "plugin_bridge"
 KRITA_SRC = BRIDGE / "krita"
 GIMP_SRC = BRIDGE / "gimp"
-VENDORED = ("protocol.py", "client.py", "pngcodec.py")
+VENDORED = ("protocol.py", "client.py", "pngcodec.py", "plugin_common.py", "pixelformat.py")
 VENDOR_PACKAGE = "cds_bridge"
 KRITA_ZIP, GIMP_ZIP = "cds-krita.zip", "cds-gimp.zip"
 ZIP_TIME = (2024, 1, 1, 0, 0, 0)

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import gi
 
@@ -31,8 +31,17 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cds_bridge import client as bridge_client  # noqa: E402
+from cds_bridge import plugin_common as common  # noqa: E402
 from cds_bridge import pngcodec  # noqa: E402
 from cds_bridge import protocol as proto  # noqa: E402
+from cds_bridge.plugin_common import (  # noqa: E402
+    EditParams,
+    PluginError,
+    Rect,
+    check_params,
+    context_margin,
+    layer_name,
+)
 
 log = logging.getLogger("cds_gimp")
 
@@ -41,55 +50,15 @@ BINARY = "cds_gimp"
 MENU_PATH = "<Image>/Filters/AI"
 RGBA_FORMAT = "R'G'B'A u8"
 MASK_FORMAT = "Y u8"
-MARGIN_FRACTION = 0.5
-MIN_MARGIN = 16
-MAX_LAYER_NAME = 60
-HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
-
-
-class PluginError(Exception):
-    """A user mistake or a refused image; ``str()`` is one user-readable line."""
-
-
-# ----------------------------------------------------------------------------- geometry
-class Rect(NamedTuple):
-    left: int
-    top: int
-    width: int
-    height: int
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    def intersect(self, other: Rect) -> Rect:
-        left, top = max(self.left, other.left), max(self.top, other.top)
-        right = min(self.left + self.width, other.left + other.width)
-        bottom = min(self.top + self.height, other.top + other.height)
-        return Rect(left, top, max(0, right - left), max(0, bottom - top))
-
-    def grow(self, margin: int) -> Rect:
-        return Rect(
-            self.left - margin, self.top - margin, self.width + 2 * margin, self.height + 2 * margin
-        )
-
-    def gegl(self, dx: int = 0, dy: int = 0) -> Any:
-        """As a Gegl.Rectangle, shifted by (dx, dy) (image -> drawable coordinates)."""
-        return Gegl.Rectangle.new(self.left + dx, self.top + dy, self.width, self.height)
-
-
-def context_margin(box: Rect) -> int:
-    return max(MIN_MARGIN, int(round(MARGIN_FRACTION * max(box.width, box.height))))
-
-
-def layer_name(target: str) -> str:
-    name = " ".join(target.split())
-    if len(name) > MAX_LAYER_NAME:
-        name = name[: MAX_LAYER_NAME - 1].rstrip() + "\u2026"
-    return name or "CDS edit"
+CLIENT_NAME = "cds-gimp"
 
 
 # ----------------------------------------------------------------------------- GIMP reads
+def gegl_rect(box: Rect, dx: int = 0, dy: int = 0) -> Any:
+    """``box`` as a Gegl.Rectangle, shifted by (dx, dy) (image -> drawable coordinates)."""
+    return Gegl.Rectangle.new(box.left + dx, box.top + dy, box.width, box.height)
+
+
 def _ints(values: Any) -> list[int]:
     """The integers of a GI out-tuple, dropping its leading success/non-empty booleans."""
     items = list(values) if isinstance(values, (tuple, list)) else [values]
@@ -148,7 +117,7 @@ def plan_box(image: Any, drawable: Any) -> tuple[Rect, bool]:
 def read_rgba(drawable: Any, box: Rect) -> bytes:
     x, y = drawable_offsets(drawable)
     buffer = drawable.get_buffer()
-    data = bytes(buffer.get(box.gegl(-x, -y), 1.0, RGBA_FORMAT, Gegl.AbyssPolicy.CLAMP))
+    data = bytes(buffer.get(gegl_rect(box, -x, -y), 1.0, RGBA_FORMAT, Gegl.AbyssPolicy.CLAMP))
     if len(data) != box.width * box.height * 4:
         raise PluginError(f"GIMP returned {len(data)} bytes for a {box.width}x{box.height} area")
     return data
@@ -157,7 +126,7 @@ def read_rgba(drawable: Any, box: Rect) -> bytes:
 def read_mask(image: Any, box: Rect) -> bytes:
     """The selection inside ``box``: one byte (0..255) per pixel."""
     buffer = image.get_selection().get_buffer()
-    mask = bytes(buffer.get(box.gegl(), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
+    mask = bytes(buffer.get(gegl_rect(box), 1.0, MASK_FORMAT, Gegl.AbyssPolicy.NONE))
     if not any(mask):
         raise PluginError("the selection is empty inside the layer: select what to edit")
     return mask
@@ -184,7 +153,7 @@ def insert_result(image: Any, source: Any, box: Rect, rgba: bytes, name: str) ->
             raise PluginError(f"GIMP refused to add the layer '{name}'")
         layer.set_offsets(box.left, box.top)
         buffer = layer.get_buffer()
-        buffer.set(Rect(0, 0, box.width, box.height).gegl(), RGBA_FORMAT, rgba)
+        buffer.set(gegl_rect(Rect(0, 0, box.width, box.height)), RGBA_FORMAT, rgba)
         buffer.flush()
         layer.update(0, 0, box.width, box.height)
     finally:
@@ -193,27 +162,6 @@ def insert_result(image: Any, source: Any, box: Rect, rgba: bytes, name: str) ->
 
 
 # ----------------------------------------------------------------------------- the edit
-@dataclass(frozen=True)
-class EditParams:
-    source: str
-    target: str
-    mode: str = "cds"
-    steps: int = 200
-    extra_settings: tuple = ()
-
-    def settings(self) -> dict:
-        return {**dict(self.extra_settings), "mode": self.mode, "steps": int(self.steps)}
-
-
-def check_params(params: EditParams) -> None:
-    if not params.source.strip():
-        raise PluginError("the source prompt is empty: describe what the layer shows now")
-    if not params.target.strip():
-        raise PluginError("the target prompt is empty: describe what it should show")
-    if params.mode not in ("cds", "dds"):
-        raise PluginError(f"mode {params.mode!r}: expected cds or dds")
-
-
 class Progress:
     """GIMP's progress bar (the image window's status bar)."""
 
@@ -308,19 +256,8 @@ def edit_layer(
     return insert_result(image, drawable, request.box, rgba, layer_name(params.target))
 
 
-def bridge_address() -> tuple[str, int]:
-    host = os.environ.get(HOST_ENV, "").strip() or proto.DEFAULT_HOST
-    raw = os.environ.get(PORT_ENV, "").strip()
-    try:
-        port = int(raw) if raw else bridge_client.DEFAULT_PORT
-    except ValueError:
-        raise PluginError(f"${PORT_ENV}={raw!r}: expected a port number") from None
-    return host, port
-
-
 def make_client() -> Any:
-    host, port = bridge_address()
-    return bridge_client.BridgeClient(host, port, timeout=30.0, client_name="cds-gimp")
+    return common.make_client(CLIENT_NAME)
 
 
 # ----------------------------------------------------------------------------- procedure
@@ -371,7 +308,15 @@ def add_arguments(procedure: Any) -> None:
     procedure.add_string_argument("source", "_Source prompt", "What the layer shows now", "", rw)
     procedure.add_string_argument("target", "_Target prompt", "What it should show", "", rw)
     procedure.add_choice_argument("mode", "_Mode", "CDS or plain DDS", _mode_choice(), "cds", rw)
-    procedure.add_int_argument("steps", "S_teps", "Optimisation steps", 1, 2000, 200, rw)
+    procedure.add_int_argument(
+        "steps",
+        "S_teps",
+        "Optimisation steps",
+        common.MIN_STEPS,
+        common.MAX_STEPS,
+        common.DEFAULT_STEPS,
+        rw,
+    )
 
 
 class CdsGimp(Gimp.PlugIn):
