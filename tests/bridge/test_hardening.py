@@ -530,3 +530,24 @@ def test_auth_failure_rechecks_permissions_and_is_logged_at_most_once(tiny_queue
             assert client.ping() >= 0
     finally:
         srv.stop()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or not ON_LINUX, reason="POSIX signals")
+def test_f4_sigterm_while_starting_up_exits_0(tmp_path):
+    """`cds-desktop --serve` takes seconds to import torch and load the model: a SIGTERM at
+    any point of that ends it with status 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cds_desktop", "--serve", "--port", "0", "--model", "tiny-random",
+         "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err, err
