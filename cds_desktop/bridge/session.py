@@ -25,6 +25,7 @@ import numpy as np
 
 from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
+from cds_desktop.engine.models import DEMO_MODEL
 from plugin_bridge import protocol as P
 
 from .images import ImageError, encode_png_array
@@ -91,7 +92,7 @@ class ClientSession:
         submit: Submit,
         *,
         limits: ServerLimits = ServerLimits(),
-        choice: Callable[[], ModelChoice] = lambda: ModelChoice("tiny-random"),
+        choice: Callable[[], ModelChoice] = lambda: ModelChoice(DEMO_MODEL),
         queue_length: Callable[[], int] = lambda: 0,
         budget: ByteBudget | None = None,
         name: str = "client",
