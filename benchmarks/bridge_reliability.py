@@ -16,6 +16,7 @@ token in a temporary config folder, its log in a file) and measures it from outs
 
     python benchmarks/bridge_reliability.py                  # everything; prints a table
     python benchmarks/bridge_reliability.py --frames 2000 --soak 60
+    python benchmarks/bridge_reliability.py --run-bomb       # also run one 64-Mpx edit
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class Server:
     def metrics(self) -> tuple[float, int, int]:
         """(RSS MiB, threads, open descriptors)."""
         return self.ps.memory_info().rss / 2**20, self.ps.num_threads(), self.ps.num_fds()
+
+    def peak_rss(self) -> float:
+        """Highest RSS of the server so far (VmHWM), MiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def client(self, **kwargs) -> BridgeClient:
         return BridgeClient(port=self.port, token=self.token, timeout=GUARD, **kwargs)
@@ -339,11 +347,25 @@ def run_bombs(server: Server, clients: int = 16, per_client: int = 8) -> dict:
             "rss_before": before, "rss_after": after, "rss_peak": peak}  # fmt: skip
 
 
+def run_one_bomb(server: Server) -> dict:
+    """Run one 64-Mpx all-zero edit (2 steps at 32 px): the server's peak RSS (VmHWM)."""
+    side = 8192
+    bomb = encode_png(side, side, bytes(side * 4) * side, channels=4, level=9)
+    start = time.perf_counter()
+    with server.client() as client:
+        result = client.edit(bomb, "a", "b", settings=FAST)
+    return {"seconds": time.perf_counter() - start, "peak": server.peak_rss(),
+            "result_kb": len(result.parts["image"]) / 1024}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=10_000)
     ap.add_argument("--soak", type=int, default=300)
+    ap.add_argument(
+        "--run-bomb", action="store_true", help="also run one 64-Mpx edit and report peak RSS"
+    )
     args = ap.parse_args(argv)
     server = Server()
     try:
@@ -351,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         soak = run_soak(server, args.soak)
         burst = run_burst(server)
         bombs = run_bombs(server)
+        peak_queued = server.peak_rss()
+        one = run_one_bomb(server) if args.run_bomb else None
         alive = server.alive and server.ping_ok()
         tracebacks = server.log_count("Traceback")
     finally:
@@ -379,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| bombs: {bombs['queued']} queued 8192x8192 uploads of {bombs['bomb_kb']:.0f} KiB "
           f"({bombs['busy']} BUSY) | RSS {bombs['rss_before']:.0f} -> {bombs['rss_after']:.0f} "
           f"MiB (peak {bombs['rss_peak']:.0f}) |")  # fmt: skip
+    print(f"| server peak RSS (VmHWM) up to here | {peak_queued:.0f} MiB |")
+    if one is not None:
+        print(f"| one 64-Mpx edit run to the end (2 steps, 32 px) | {one['seconds']:.0f} s, "
+              f"peak RSS {one['peak']:.0f} MiB |")  # fmt: skip
     print(f"| server alive at the end / tracebacks in its log / exit code | {alive} / "
           f"{tracebacks} / {code} |")  # fmt: skip
     return 0 if alive and not fuzz["bad replies"] and not fuzz["crashed"] else 1

@@ -197,13 +197,19 @@ class ClientSession:
             placeholder, None, self.choice(), ("bridge", self.tag, spec.job)
         )
         try:
-            state.engine = self.submit(request, self._listener(state), self._preparer(state))
+            job = self.submit(request, self._listener(state), self._preparer(state))
         except RuntimeError as exc:  # the queue is shut down
             self._release(state)
             raise RequestError(P.BUSY, f"the server is stopping ({exc})") from None
         except BaseException:
             self._release(state)
             raise
+        with self._lock:
+            ended = state.finished  # end_all() came while submitting: already told CANCELLED
+            if not ended:
+                state.engine = job
+        if ended:
+            job.cancel()
 
     def _preparer(self, state: _JobState) -> J.Prepare:
         def prepare(request: J.EditRequest) -> J.EditRequest:
