@@ -4,7 +4,9 @@
              [--mask M.png] [--mode cds|dds] [--steps N] [--w-cut X] [--seed S]
              [--model M] [--device D] [-o OUT]
 
-One output per target prompt, written atomically (temp file + rename). User mistakes give one
+One output per target prompt, written atomically (temp file + rename). Several --target
+prompts run as one shared edit (the source branch is computed once per step; each output
+equals that target edited alone with the same seed) with one progress bar. User mistakes give one
 `cds-edit: error: ...` line and exit status 2; nothing partial is left behind.
 """
 
@@ -18,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cds_desktop.engine import EditCancelled, EditError, EditSettings, run_edit
+from cds_desktop.engine import EditCancelled, EditError, EditSettings, drain, run_edits
 from cds_desktop.engine.models import DEMO_MODEL, load_model
 from cds_desktop.engine.vae import BACKENDS
 from cds_desktop.logs import setup_logging
@@ -137,24 +139,21 @@ def run(args) -> list[Path]:
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")
     if model.is_random:
         say(args, "WARNING: tiny-random has RANDOM WEIGHTS (a test fixture): its edits are noise.")
-    for target, out in zip(args.target, outputs, strict=True):
-        result = edit_with_progress(model, image, mask, args, target, settings)
+    results = edit_with_progress(model, image, mask, args, args.target, settings)
+    for target, out, result in zip(args.target, outputs, results, strict=True):
         write_image_atomic(result.image, out, keep_alpha)
         say(args, f"wrote {out}  ({args.source!r} -> {target!r}, {result.steps} steps, {result.elapsed:.1f} s)")
     return outputs
 
 
-def edit_with_progress(model, image, mask, args, target, settings):
+def edit_with_progress(model, image, mask, args, targets, settings):
+    """One shared run for every target (the source branch is computed once per step)."""
     from tqdm import tqdm
 
-    gen = run_edit(model, image, args.source, target, mask=mask, settings=settings)
-    with tqdm(total=settings.steps, desc=target[:30], unit="step", disable=args.quiet, file=sys.stderr) as bar:
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar.update(1)
+    gen = run_edits(model, image, args.source, targets, mask=mask, settings=settings)
+    desc = targets[0][:30] if len(targets) == 1 else f"{len(targets)} targets"
+    with tqdm(total=settings.steps, desc=desc, unit="step", disable=args.quiet, file=sys.stderr) as bar:
+        return drain(gen, lambda _progress: bar.update(1))
 
 
 def say(args, text: str) -> None:

@@ -66,6 +66,20 @@ def sample_positions(
     return idx.to(device)
 
 
+def draw_positions(
+    hw: tuple[int, int],
+    patch_sizes: tuple[int, ...],
+    n_patches: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> list[torch.Tensor | None]:
+    """The sampled positions of one (h, w) feature map for each patch size (see patch_nce)."""
+    h, w = hw
+    return [
+        sample_positions((h // p) * (w // p), n_patches, generator, device) for p in patch_sizes
+    ]
+
+
 def patch_nce(
     target: torch.Tensor,
     source: torch.Tensor,
@@ -73,6 +87,7 @@ def patch_nce(
     n_patches: int,
     tau: float,
     generator: torch.Generator | None = None,
+    positions: list[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """PatchNCE of the published CDS code between (B, C, h, w) target features and (B or 1,
     C, h, w) source features, summed over patch sizes -> (B,)::
@@ -85,17 +100,21 @@ def patch_nce(
 
     The source (reference) is detached, so the gradient reaches the target through T only, and
     through every T_j: as the positive of anchor j and as a negative of every other anchor.
-    Positions are drawn with ``generator`` on the CPU (one randperm per patch size, only when
-    n_patches < positions), the same for every row of the batch.
+    ``positions`` (one index tensor or None per patch size, see draw_positions) are the same
+    for every row of the batch; when not given they are drawn with ``generator`` on the CPU
+    (one randperm per patch size, only when n_patches < positions).
     """
+    if positions is None:
+        positions = draw_positions(
+            target.shape[-2:], patch_sizes, n_patches, generator, target.device
+        )
     total = target.new_zeros(target.shape[0])
-    for p in patch_sizes:
+    for p, idx in zip(patch_sizes, positions, strict=True):
         t, s = (F.avg_pool2d(target, p), F.avg_pool2d(source, p)) if p > 1 else (target, source)
         t = F.normalize(t, dim=1).flatten(2).transpose(1, 2)  # (B, positions, C)
         s = F.normalize(s, dim=1).flatten(2).transpose(1, 2)
         if t.shape[1] == 0:
             continue
-        idx = sample_positions(t.shape[1], n_patches, generator, t.device)
         if idx is not None:
             t, s = t[:, idx], s[:, idx]
         total = total + info_nce(s, t, tau)

@@ -14,7 +14,9 @@ FAST = EditSettings(steps=2, working_size=32)
 
 def _request(**kw):
     img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    base = dict(image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random")
+    base = dict(
+        image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random"
+    )
     return EditRequest(**(base | kw))
 
 
@@ -70,3 +72,40 @@ def test_shutdown_stops_the_worker(tiny_model):
     q.shutdown(wait=True, timeout=60)
     assert job.wait(1) and job.state == CANCELLED
     assert not q._thread.is_alive()
+
+
+def test_several_targets_run_as_one_job_with_one_result_each(tiny_model):
+    q = _queue(tiny_model)
+    events = []
+    try:
+        request = _request(extra_targets=("a cow", "a dog"))
+        assert request.target_prompts == ("a pig", "a cow", "a dog")
+        job = q.submit(request, events.append)
+        assert job.wait(120) and job.state == DONE
+        done = [e for e in events if e.kind == DONE]
+        assert len(done) == 1, "K targets are one job with one DONE event"
+        results = done[0].results
+        assert [r.target_prompt for r in results] == ["a pig", "a cow", "a dog"]
+        assert done[0].result is results[0] and job.results == results
+        progress = [e.progress for e in events if e.kind == "progress"]
+        assert [p.step for p in progress] == [1, 2] and all(p.count == 3 for p in progress)
+        single = q.submit(_request(target_prompt="a cow"))
+        assert single.wait(120) and single.state == DONE
+        assert np.abs(single.result.image.astype(int) - results[1].image.astype(int)).max() <= 1
+    finally:
+        q.shutdown()
+
+
+def test_cancel_stops_every_target(tiny_model):
+    q = _queue(tiny_model)
+    started = threading.Event()
+    try:
+        job = q.submit(
+            _request(extra_targets=("a cow",), settings=FAST.replace(steps=10_000)),
+            lambda e: started.set() if e.kind == "progress" else None,
+        )
+        assert started.wait(60)
+        job.cancel()
+        assert job.wait(60) and job.state == CANCELLED and job.results == ()
+    finally:
+        q.shutdown()
