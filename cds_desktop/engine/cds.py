@@ -177,8 +177,9 @@ class CDSObjective:
         positions,
         measure,
     ):
-        """The gradient for the target rows ``z_trg`` (= rows ``rows`` of the batch); the source rows ``src_rows`` ride along
-        in the no-grad pass, or ``source`` = (eps_su, eps_sc, features) was computed before."""
+        """The gradient for the target rows ``z_trg`` (rows ``rows`` of the batch). The source
+        rows ``src_rows`` ride along in the no-grad pass, or (``src_rows`` None) ``source`` =
+        (eps_su, eps_sc, features) was computed with an earlier chunk of this step."""
         s = self.settings
         w_cut = s.effective_w_cut
         n = z_trg.shape[0]
