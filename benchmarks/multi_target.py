@@ -6,11 +6,12 @@
 
 *shared*: ``CDSObjective.step_gradient`` with one source row and K target rows, as
 ``run_edits`` runs it: the source branch (src-uncond, src-cond and its features) once per step,
-the K target latents as one batch, in chunks from the engine's memory-budget rule (measured on
-the first step, see ``targets_per_chunk``). *separate*: K single-target steps, as K separate
+the K target latents as one batch, in chunks from the engine's memory-budget rule (one target's
+autograd memory measured on the first warm-up step, see ``targets_per_chunk``). *separate*: K single-target steps, as K separate
 edits would run them (each recomputing the source branch). Both with the same draws, random
-UNet weights (the timing does not depend on them), CDS at w_cut 3, alternating shared and
-separate within each timed step so both see the same machine load. Printed: median seconds
+UNet weights (the timing does not depend on them), CDS at w_cut 3, shared and separate run
+back to back on each timed step (order alternating) so both see the same machine load; the
+K = 1 row (identical work) shows the noise of the ratio. Printed: median seconds
 per step of the K targets, seconds per target, the ratio separate/shared, the chunk size and
 peak memory (torch.cuda.max_memory_allocated on CUDA; on the CPU the process's peak RSS so far).
 """
@@ -39,7 +40,7 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--ks", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=3, help="timed steps per K")
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1, help="untimed one-target steps before the first K")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -62,44 +63,49 @@ def main() -> None:
     objective = CDSObjective(unet, scheduler, settings)
     rows = []
     with objective.session():
+        # warm-up (untimed) with one target; the first of these steps also measures one
+        # target's autograd memory, from which the chunk size of every K follows (as run_edits)
+        draws = Draws(1)
+        for i in range(max(1, args.warmup)):
+            t, noise = draws.step(settings.t_range, z_src.shape, device)
+            objective.step_gradient(
+                z_src, z_src.clone(), t, noise, uncond, cond_src, cond_src, draws.patches, 1,
+                measure=i == 0,
+            )
         for k in ks:
             cond_trg = torch.randn(k, 77, dim, generator=g).to(device, dtype)
             z_trg = z_src + 0.1 * torch.randn(k, *z_src.shape[1:], generator=g).to(device)
             draws = Draws(0)
-            chunk = None
+            chunk = targets_per_chunk(k, objective.bytes_per_target, budget)
             shared_t, separate_t = [], []
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            for i in range(args.warmup + args.steps):
+            for step in range(args.steps):
                 t, noise = draws.step(settings.t_range, z_src.shape, device)
-                sync(device)
-                start = time.perf_counter()
-                grad = objective.step_gradient(
-                    z_src, z_trg, t, noise, uncond, cond_src, cond_trg, draws.patches,
-                    1 if chunk is None and k > 1 else chunk, measure=chunk is None and k > 1,
-                )
-                sync(device)
-                mid = time.perf_counter()
-                if chunk is None:
-                    chunk = targets_per_chunk(k, objective.bytes_per_target, budget)
-                for j in range(k):
-                    objective.step_gradient(
-                        z_src, z_trg[j : j + 1], t, noise, uncond, cond_src, cond_trg[j : j + 1],
-                        draws.patches,
-                    )
-                sync(device)
-                end = time.perf_counter()
-                if i >= args.warmup:
-                    shared_t.append(mid - start)
-                    separate_t.append(end - mid)
-                del grad
+                for variant in ("shared", "separate")[:: 1 if step % 2 == 0 else -1]:
+                    sync(device)
+                    start = time.perf_counter()
+                    if variant == "shared":
+                        objective.step_gradient(
+                            z_src, z_trg, t, noise, uncond, cond_src, cond_trg, draws.patches, chunk
+                        )
+                    else:
+                        for j in range(k):
+                            objective.step_gradient(
+                                z_src, z_trg[j : j + 1], t, noise, uncond, cond_src,
+                                cond_trg[j : j + 1], draws.patches,
+                            )
+                    sync(device)
+                    (shared_t if variant == "shared" else separate_t).append(time.perf_counter() - start)
             peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
             sh, se = statistics.median(shared_t), statistics.median(separate_t)
             rows.append((k, chunk, sh, se, peak))
             print(f"K={k}: shared {sh:.3f} s, separate {se:.3f} s, chunk {chunk}", flush=True)
 
     print(f"\n# K targets: arch={args.arch} size={args.size} device={args.device} "
-          f"dtype={str(dtype).replace('torch.', '')}, {args.steps} timed steps after {args.warmup} warm-up")
+          f"dtype={str(dtype).replace('torch.', '')}, median of {args.steps} timed steps per K, "
+          f"{max(1, args.warmup)} warm-up step(s) first")
+    print(f"# one target's autograd memory (measured): {objective.bytes_per_target / 2**20:.0f} MiB")
     print(f"# machine: {machine(args.device)}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"# memory budget for a chunk: {budget / 2**30:.1f} GiB")
     print("| K | targets per chunk | shared s/step | separate s/step | shared s/target | "

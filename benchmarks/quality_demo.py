@@ -254,12 +254,14 @@ def run_phase(model, split, n, w_cuts, maskings, args, out: Path) -> dict:
     path, img_path = out / f"scenes_{split}.json", out / f"outputs_{split}.npz"
     saved = json.loads(path.read_text()) if path.exists() else {"redrawn": {}, "scenes": {}}
     outputs = dict(np.load(img_path)) if img_path.exists() else {}
-    for family in ("world", "hard"):
+    for family in args.families.split(","):
         batch, saved["redrawn"][family] = cases(family, split, n)
-        for kind in ("colour", "shape"):
+        for kind in args.kinds.split(","):
             for masked in maskings:
                 for w in w_cuts:
                     key = f"{family}/{kind}/{'masked' if masked else 'whole'}/{w:g}"
+                    if key in saved["scenes"] and not args.redo:
+                        continue  # resumed: this row is done
                     s = EditSettings(mode="dds" if w == 0 else "cds", w_cut=w or None, steps=args.steps,
                                      guidance_scale=args.guidance)
                     start = time.perf_counter()
@@ -342,6 +344,9 @@ def main() -> None:
     p.add_argument("--w-cut", type=float, default=None, help="test this w_cut instead of the validation choice")
     p.add_argument("--methods", default=None,
                    help="test phase: only these w_cuts (0 = DDS), e.g. '0' to run the DDS rows alone")
+    p.add_argument("--families", default="world,hard", help="scene families to run (val/test phases)")
+    p.add_argument("--kinds", default="colour,shape", help="edit kinds to run (val/test phases)")
+    p.add_argument("--redo", action="store_true", help="recompute rows already in out/scenes_<split>.json")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
