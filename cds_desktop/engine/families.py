@@ -258,10 +258,16 @@ def _components_from_state(state: dict, folder: Path, fam: Family, path: Path) -
 
 
 def load_tokenizer(folder: Path):
-    """A CLIPTokenizer from the carried CLIP BPE files with the family's special tokens
-    (``cds_tokenizer.json``: {"files": <folder under resources>, "pad_token": ...})."""
+    """A CLIPTokenizer from the carried CLIP BPE files (``cds_tokenizer.json``:
+    ``{"files": <folder under resources>, "pad_id": N}``).
+
+    The padding id is kept as ``tokenizer.cds_pad_id`` and applied by the engine after
+    tokenising: OpenCLIP pads with id 0 (the token "!"), and declaring "!" as the pad token would
+    make the tokenizer split every "!" in a prompt out as a special token, unlike CLIP's BPE.
+    """
     from transformers import CLIPTokenizer
 
     spec = json.loads((folder / "cds_tokenizer.json").read_text(encoding="utf-8"))
-    files = resource_path(*spec.pop("files").split("/"))
-    return CLIPTokenizer.from_pretrained(str(files), **spec)
+    tokenizer = CLIPTokenizer.from_pretrained(str(resource_path(*spec["files"].split("/"))))
+    tokenizer.cds_pad_id = int(spec["pad_id"])
+    return tokenizer

@@ -99,13 +99,13 @@ class LoadedModel:
         return self._prompt_cache[text]
 
     def _ids(self, tokenizer, text: str) -> torch.Tensor:
-        return tokenizer(
-            text,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(self.device)
+        """Token ids padded to the tokenizer's length with its padding id (for the carried
+        tokenizers the family's, ``cds_pad_id``: see families.load_tokenizer)."""
+        length = tokenizer.model_max_length
+        ids = tokenizer(text, truncation=True, max_length=length).input_ids
+        pad = getattr(tokenizer, "cds_pad_id", tokenizer.pad_token_id)
+        ids = ids + [pad] * (length - len(ids))
+        return torch.tensor([ids], device=self.device)
 
     def _encode_two(self, text: str) -> torch.Tensor:
         hidden = []
@@ -316,6 +316,8 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
             f"{path} is a folder but not a diffusers model (no model_index.json); give the "
             "model's top folder, or a .safetensors/.ckpt file"
         )
+    if how == "folder":
+        _precheck_folder(path)
     source = str(path) if how == "folder" else spec
     try:
         parts = _load_components(source, local=how == "folder")
@@ -329,6 +331,24 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
         detected = _family_of(parts)
         meta["family"] = detected if family == "auto" else family
     return parts, meta
+
+
+def _precheck_folder(path: Path) -> None:
+    """Refuse, before loading weights, what validate_components would refuse after."""
+    for sub, name, key, allowed in (
+        ("unet", "config.json", "addition_embed_type", ADDITION_EMBED_TYPES),
+        ("scheduler", "scheduler_config.json", "prediction_type", PREDICTION_TYPES),
+    ):
+        f = path / sub / name
+        try:
+            value = json.loads(f.read_text(encoding="utf-8")).get(key, allowed[0])
+        except (OSError, ValueError):
+            continue  # a missing/unreadable config is reported by the component's loader
+        if value not in allowed:
+            shown = ", ".join(repr(a) for a in allowed)
+            raise ModelError(
+                f"model {path}: {sub}/{name}: {key} {value!r} is not supported ({shown})"
+            )
 
 
 def _family_of(parts: dict) -> str:

@@ -92,8 +92,9 @@ def is_random(spec: str) -> bool:
 def looks_like_path(spec: str) -> bool:
     """True when ``spec`` reads as a file-system path rather than a Hub repo id.
 
-    ``models/sd15`` is a path when it exists; an id has exactly one ``/``, no leading ``.``,
-    ``/`` or ``~``, no backslash or drive letter, and no file suffix of a checkpoint.
+    An id has exactly one ``/``, no leading ``.``, ``/`` or ``~``, no backslash or drive letter
+    and no checkpoint suffix; and ``models/sd15`` is a path (not an id) when it exists or when
+    ``models`` is a folder here.
     """
     if spec.startswith((".", "/", "~")) or "\\" in spec or spec[1:3] in (":\\", ":/"):
         return True
@@ -101,7 +102,8 @@ def looks_like_path(spec: str) -> bool:
         return True
     if spec.count("/") != 1 or spec.endswith("/"):
         return True
-    return Path(os.path.expanduser(spec)).exists()
+    first = spec.split("/")[0]
+    return Path(os.path.expanduser(spec)).exists() or Path(first).is_dir()
 
 
 def kind_of(spec: str) -> str:
