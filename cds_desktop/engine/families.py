@@ -158,12 +158,13 @@ def _supported() -> str:
     return f"supported families: {names}"
 
 
-def family_of_components(unet_config, prediction_type: str) -> str:
-    """The family of a diffusers folder, from its UNet config and scheduler prediction type."""
+def family_of_components(unet_config, prediction_type: str, text_config=None) -> str:
+    """The family of a diffusers folder: SDXL by its added conditioning, SD-2.x by its OpenCLIP
+    text encoder (GELU; CLIP ViT-L uses quick-GELU) or 1024-wide cross-attention, else SD-1.x."""
     if getattr(unet_config, "addition_embed_type", None) == "text_time":
         return "sdxl"
-    width = unet_config.cross_attention_dim
-    if width == 1024:
+    open_clip = getattr(text_config, "hidden_act", None) == "gelu"
+    if open_clip or unet_config.cross_attention_dim == 1024:
         return "sd2" if prediction_type == "v_prediction" else "sd2-base"
     return "sd1"
 

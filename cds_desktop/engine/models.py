@@ -354,7 +354,11 @@ def _precheck_folder(path: Path) -> None:
 def _family_of(parts: dict) -> str:
     from .families import family_of_components
 
-    return family_of_components(parts["unet"].config, parts["scheduler"].config.prediction_type)
+    return family_of_components(
+        parts["unet"].config,
+        parts["scheduler"].config.prediction_type,
+        parts["text_encoder"].config,
+    )
 
 
 def _load_components(source: str, local: bool) -> dict:
