@@ -516,6 +516,8 @@ def _first_line(exc: Exception) -> str:
 
 def _load_failure_message(spec: str, how: str, path: Path | None, exc: Exception) -> str:
     reason = _first_line(exc)
+    if how == "hub" and _offline() and "traffic has been disabled" in reason:
+        reason = "it is not in the cache"
     if how == "hub":
         cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
         mode = "in offline mode (HF_HUB_OFFLINE is set)" if _offline() else "or the Hub"
