@@ -192,7 +192,7 @@ def test_sdxl_contrastive_term_uses_the_up_block_self_attention(folders):
         objective = CDSObjective(model.unet, model.scheduler, s)
         seen = []
         take = objective.store.take
-        objective.store.take = lambda: seen.append(len(f := take())) or f
+        objective.store.take = lambda seen=seen, take=take: seen.append(len(f := take())) or f
         grads[w] = objective.gradient(
             z_src, z_trg, 400, noise, *emb, torch.Generator().manual_seed(0)
         )
