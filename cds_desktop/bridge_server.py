@@ -41,6 +41,7 @@ from PIL import Image
 from cds_desktop.engine import EditError, EditSettings
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine.models import DEMO_MODEL, describe_spec
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
 from plugin_bridge.client import token_path
 from plugin_bridge.pngcodec import PngError, encode_png, read_png_size
@@ -516,7 +517,7 @@ class BridgeServer:
         limits: ServerLimits = ServerLimits(),
         device: str = "auto",
         dtype: str = "auto",
-        vae_backend: str = "torch",
+        vae_backend: str = DEFAULT_VAE_BACKEND,
         token_file: Path | None = None,
         on_status: Callable[[BridgeStatus], None] | None = None,
     ) -> None:
@@ -877,7 +878,7 @@ def _load_model(args):
 
     log.info("loading model %s on %s ...", describe_spec(args.model), args.device)
     try:
-        return load_model(args.model, device=args.device, dtype=args.dtype)
+        return load_model(args.model, device=args.device, dtype=args.dtype, vae_backend=DEFAULT_VAE_BACKEND)
     except EditError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user, details in the log
@@ -902,8 +903,8 @@ def _quiet_library_warnings(level: str) -> None:
 def _preloaded_loader(model, args):
     from cds_desktop.engine.models import load_model
 
-    def loader(spec, device="auto", dtype="auto", vae_backend="torch"):
-        if (spec, device, dtype, vae_backend) == (args.model, args.device, args.dtype, "torch"):
+    def loader(spec, device="auto", dtype="auto", vae_backend=DEFAULT_VAE_BACKEND):
+        if (spec, device, dtype, vae_backend) == (args.model, args.device, args.dtype, DEFAULT_VAE_BACKEND):
             return model
         return load_model(spec, device=device, dtype=dtype, vae_backend=vae_backend)
 
