@@ -18,4 +18,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 .venv/bin/python -m pip install -q -c tools/constraints.txt -e ".[app,onnx,dev]"
+# CLIP's reference tokenizer for the tokenizer tests, read from the package's files; --no-deps
+# because its own dependencies (timm, torchvision) are not needed for that
+.venv/bin/python -m pip install -q --no-deps -c tools/constraints.txt open-clip-torch
 echo "$want" > "$stamp"
