@@ -26,6 +26,7 @@ from .cds import EditResult, Progress, run_edit
 from .errors import EditCancelled, EditError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings
+from .specs import DEFAULT_VAE_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class EditRequest:
     model: str = DEMO_MODEL
     device: str = "auto"
     dtype: str = "auto"
-    vae_backend: str = "torch"
+    vae_backend: str = DEFAULT_VAE_BACKEND
     tag: Any = None  # opaque caller data (layer id, client, ...)
 
     @property
