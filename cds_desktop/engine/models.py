@@ -329,6 +329,11 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
     meta.setdefault("where", source)
     if meta.get("kind") != "demo":
         detected = _family_of(parts)
+        if family != "auto" and family.split("-")[0] != detected.split("-")[0]:
+            raise ModelError(
+                f"model {source}: --family {family} was asked for, but its components are "
+                f"{FAMILIES[detected].label}"
+            )
         meta["family"] = detected if family == "auto" else family
     return parts, meta
 

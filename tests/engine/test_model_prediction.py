@@ -199,3 +199,12 @@ def test_sdxl_contrastive_term_uses_the_up_block_self_attention(folders):
         if w:
             assert seen == [4, 4]  # source-cond features, then target features
     assert (grads[1.0] - grads[0.0]).abs().max() > 0
+
+
+def test_forced_family_of_a_folder_must_match(folders):
+    from cds_desktop.engine.errors import ModelError
+
+    model = load_model(str(folders["sd2"]), device="cpu", vae_backend="torch", family="sd2-base")
+    assert model.family == "sd2-base"  # same components; the family only sets the defaults
+    with pytest.raises(ModelError, match="--family sdxl was asked for"):
+        load_model(str(folders["sd2"]), device="cpu", vae_backend="torch", family="sdxl")
