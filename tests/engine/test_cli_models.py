@@ -204,3 +204,13 @@ def test_unavailable_devices(tmp_path, image, capsys, monkeypatch, device, cuda_
     lines = [line for line in err.splitlines() if line.startswith("cds-edit: error:")]
     assert code == 2 and len(lines) == 1 and fragment in lines[0], err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_family_flag_reaches_the_loader(good, tmp_path, image, capsys):
+    _expect_one_line(
+        [str(image), "--model", str(good[0]), "--family", "sdxl"],
+        capsys,
+        tmp_path,
+        "--family sdxl was asked for",
+        "SD-1.x",
+    )
