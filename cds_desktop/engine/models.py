@@ -1,10 +1,8 @@
 """Load the components CDS needs (UNet, VAE backend, text encoder(s), tokenizer(s), scheduler).
 
 Model specs and families are described in engine/specs.py; single-file checkpoints in
-engine/families.py. Every way of loading ends in :func:`validate_components`, which turns a
-broken model (missing tokenizer, vocabulary too small, wrong text-embedding width, unknown
-``addition_embed_type``, unsupported prediction type) into one ModelError line naming the
-component at fault.
+engine/families.py. Every way of loading ends in engine/validation.py's checks, which turn a
+broken model into one ModelError line naming the component at fault.
 
 A folder may carry ``cds_model.json``: ``{"label", "kind", "native_size", "recommended": {...}}``.
 """
@@ -14,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import numpy as np
 import torch
 
 from . import specs
-from .conditioning import ADDITION_EMBED_TYPES, PREDICTION_TYPES, pack, uses_added_conditioning
+from .conditioning import pack
 from .errors import ModelError
 from .resources import resource_path
 from .specs import (  # noqa: F401  (re-exported: callers import these names from here)
@@ -33,14 +30,13 @@ from .specs import (  # noqa: F401  (re-exported: callers import these names fro
     SD15_REPO,
     TINY_RANDOM,
 )
+from .tiny_random import tiny_random_components  # noqa: F401  (re-exported)
 from .vae import create_backend, vae_scale_factor
+from .validation import check_tokenizer_folder, precheck_folder, validate_components
 
 log = logging.getLogger(__name__)
 
 SIDECAR = "cds_model.json"
-#: a CLIP byte-level BPE has at least its 256 byte tokens, their end-of-word forms and 2 specials
-MIN_VOCAB = 2 * 256 + 2
-PROBE_PROMPTS = ("a red circle", "a blue square")
 
 
 @dataclass
@@ -317,7 +313,7 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
             "model's top folder, or a .safetensors/.ckpt file"
         )
     if how == "folder":
-        _precheck_folder(path)
+        precheck_folder(path)
     source = str(path) if how == "folder" else spec
     try:
         parts = _load_components(source, local=how == "folder")
@@ -336,24 +332,6 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
             )
         meta["family"] = detected if family == "auto" else family
     return parts, meta
-
-
-def _precheck_folder(path: Path) -> None:
-    """Refuse, before loading weights, what validate_components would refuse after."""
-    for sub, name, key, allowed in (
-        ("unet", "config.json", "addition_embed_type", ADDITION_EMBED_TYPES),
-        ("scheduler", "scheduler_config.json", "prediction_type", PREDICTION_TYPES),
-    ):
-        f = path / sub / name
-        try:
-            value = json.loads(f.read_text(encoding="utf-8")).get(key, allowed[0])
-        except (OSError, ValueError):
-            continue  # a missing/unreadable config is reported by the component's loader
-        if value not in allowed:
-            shown = ", ".join(repr(a) for a in allowed)
-            raise ModelError(
-                f"model {path}: {sub}/{name}: {key} {value!r} is not supported ({shown})"
-            )
 
 
 def _family_of(parts: dict) -> str:
@@ -432,87 +410,6 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no")
 
 
-def check_tokenizer_folder(folder: Path) -> None:
-    """A local tokenizer must be a folder with vocab.json + merges.txt (or tokenizer.json)."""
-    model = folder.parent
-    hint = f"copy it from the model's source (`{specs.HF_CLI} download <repo> --include '{folder.name}/*' --local-dir {model}`)"
-    if not folder.is_dir():
-        raise ModelError(
-            f"model {model}: the tokenizer is missing (no {folder.name}/ folder); {hint}"
-        )
-    has_bpe = all(
-        (folder / n).is_file() and (folder / n).stat().st_size > 0
-        for n in ("vocab.json", "merges.txt")
-    )
-    has_fast = (folder / "tokenizer.json").is_file() and (
-        folder / "tokenizer.json"
-    ).stat().st_size > 0
-    if not (has_bpe or has_fast):
-        raise ModelError(
-            f"model {model}: {folder.name}/ has no vocab.json and merges.txt (an empty or "
-            f"incomplete tokenizer); {hint}"
-        )
-
-
-def validate_components(parts: dict, where: str) -> None:
-    """One ModelError line for a model the engine cannot edit with (see module doc)."""
-    unet, scheduler = parts["unet"], parts["scheduler"]
-    add = getattr(unet.config, "addition_embed_type", None)
-    if add not in ADDITION_EMBED_TYPES:
-        raise ModelError(
-            f"model {where}: the UNet's addition_embed_type {add!r} is not supported "
-            "(supported: none for SD-1.x/2.x, 'text_time' for SDXL)"
-        )
-    pred = scheduler.config.prediction_type
-    if pred not in PREDICTION_TYPES:
-        raise ModelError(
-            f"model {where}: scheduler prediction_type {pred!r} is not supported "
-            f"(supported: {', '.join(PREDICTION_TYPES)})"
-        )
-    encoders = [("text_encoder", "tokenizer")]
-    if uses_added_conditioning(unet):
-        if parts.get("text_encoder_2") is None or parts.get("tokenizer_2") is None:
-            raise ModelError(
-                f"model {where}: an SDXL UNet needs text_encoder_2 and tokenizer_2, which are missing"
-            )
-        encoders.append(("text_encoder_2", "tokenizer_2"))
-    width = 0
-    for enc_name, tok_name in encoders:
-        enc, tok = parts[enc_name], parts[tok_name]
-        _check_tokenizer(tok, enc, f"model {where}: {tok_name}")
-        width += enc.config.hidden_size
-    expected = unet.config.cross_attention_dim
-    if width != expected:
-        names = " + ".join(e for e, _ in encoders)
-        raise ModelError(
-            f"model {where}: wrong text-embedding width: {names} give {width} features but the "
-            f"UNet's cross-attention expects {expected} (mixed components from different models?)"
-        )
-
-
-def _check_tokenizer(tok, encoder, what: str) -> None:
-    size = len(tok)
-    positions = encoder.config.max_position_embeddings
-    if not 0 < int(getattr(tok, "model_max_length", 0) or 0) <= positions:
-        raise ModelError(
-            f"{what}: model_max_length {getattr(tok, 'model_max_length', None)} does not fit the "
-            f"text encoder's {positions} positions (missing tokenizer_config.json?)"
-        )
-    if size < MIN_VOCAB:
-        raise ModelError(
-            f"{what}: vocabulary too small ({size} tokens; a CLIP tokenizer has 49408): "
-            "vocab.json/merges.txt are missing or truncated"
-        )
-    if size > encoder.config.vocab_size:
-        raise ModelError(
-            f"{what}: {size} tokens but the text encoder embeds only {encoder.config.vocab_size} "
-            "(tokenizer and text encoder are from different models)"
-        )
-    a, b = (tok(p).input_ids for p in PROBE_PROMPTS)
-    if a == b:
-        raise ModelError(f"{what}: different prompts tokenise identically (a broken vocabulary)")
-
-
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0].strip() if text else type(exc).__name__
@@ -543,78 +440,3 @@ def _read_sidecar(path: Path) -> dict:
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s: %s", f, exc)
         return {}
-
-
-# ----------------------------------------------------------------------------- tiny random
-TINY_WORDS = (
-    "a an the photo of cat dog pig cow horse bird red green blue yellow circle square "
-    "triangle sky tree house car man woman"
-).split()
-
-
-def tiny_random_components(seed: int = 0) -> dict:
-    """A tiny, seeded, randomly initialised SD-shaped pipeline (test fixture; < 2 s).
-
-    VAE: 2x downsampling (so nothing may assume 8); UNet: (32, 64) channels with
-    self-attention in its up block; CLIP text encoder of width 32; tokenizer files made locally.
-    """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from .tokenizer_files import write_clip_tokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp, TINY_WORDS))
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    scheduler = DDPMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        clip_sample=False,
-        prediction_type="epsilon",
-    )
-    return {
-        "unet": unet.eval(),
-        "vae": vae.eval(),
-        "text_encoder": text_encoder.eval(),
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-    }
