@@ -214,3 +214,46 @@ def test_family_flag_reaches_the_loader(good, tmp_path, image, capsys):
         "--family sdxl was asked for",
         "SD-1.x",
     )
+
+
+def test_cached_hub_id_loads_offline(good, tmp_path, image):
+    """A repo id resolves from the Hugging Face cache with HF_HUB_OFFLINE=1 (subprocess: the hub
+    library reads HF_HOME when imported)."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "hf" / "hub" / "models--someone--tiny-sd" / "snapshots" / ("0" * 40)
+    shutil.copytree(good[0], snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    out = tmp_path / "out.png"
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cds_desktop.cli",
+            str(image),
+            "--model",
+            "someone/tiny-sd",
+            "--source",
+            "a red square",
+            "--target",
+            "a blue square",
+            "--steps",
+            "1",
+            "--vae",
+            "torch",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "someone/tiny-sd (Hugging Face)" in run.stdout and out.is_file()
