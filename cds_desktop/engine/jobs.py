@@ -30,6 +30,7 @@ from .cds import EditResult, Progress, drain, run_edits
 from .errors import EditCancelled, EditError, ModelError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings
+from .specs import DEFAULT_VAE_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class EditRequest:
     model: str = DEMO_MODEL
     device: str = "auto"
     dtype: str = "auto"
-    vae_backend: str = "torch"
+    vae_backend: str = DEFAULT_VAE_BACKEND
     tag: Any = None  # opaque caller data (layer id, client, ...)
     #: more target prompts edited in the same shared run (one result each, after target_prompt)
     extra_targets: tuple[str, ...] = ()
