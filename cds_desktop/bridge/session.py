@@ -283,13 +283,19 @@ class ClientSession:
             stage = "loading" if event.kind is J.LOADING else "started"
             total = state.spec.settings.steps
             return P.Message(
-                P.PROGRESS, job, stage=stage, step=0, total=total, message=event.message
+                P.PROGRESS,
+                job,
+                stage=stage,
+                step=0,
+                total=total,
+                message=event.message,
+                **_count(state.spec),
             )
         if event.kind is J.PROGRESS:
             return self._progress(state, event.progress)
         if event.kind is J.DONE:
-            result = event.result
-            return Deferred(job, lambda: self._result_message(state, result))
+            results = event.results or (event.result,)
+            return Deferred(job, lambda: self._result_message(state, results))
         if event.kind is J.CANCELLED:
             return error_message(P.CANCELLED, event.message or "cancelled", job=job)
         if state.decode_error is not None:  # an upload that is not a readable PNG after all
@@ -304,6 +310,7 @@ class ClientSession:
             total=progress.total,
             elapsed=round(progress.elapsed, 3),
             box=list(progress.box),
+            **_count(state.spec),
         )
         now = time.monotonic()
         if (
@@ -313,19 +320,33 @@ class ClientSession:
             return P.Message(P.PROGRESS, job, **fields)
         state.last_preview = now
 
+        index = state.spec.preview_target
+        if state.spec.listed:
+            fields["preview_target"] = index
+
         def build() -> P.Message:
-            preview = progress.preview()
+            preview = progress.preview(index)
             parts = {} if preview is None else {"preview": encode_png_array(preview)}
             return P.Message(P.PROGRESS, job, parts=parts, **fields)
 
         return Deferred(job, build, droppable=True)
 
-    def _result_message(self, state: _JobState, result) -> P.Message:
+    def _result_message(self, state: _JobState, results) -> P.Message:
+        """One final ``result`` for the whole job: part ``image`` is the first target's image;
+        an edit with ``targets`` also gets ``image.1``, ``image.2``, ... and the header's
+        ``images`` naming the part of each target, in order."""
         spec = state.spec
+        if len(results) != spec.count:
+            raise RuntimeError(f"the engine returned {len(results)} results for {spec.count}")
+        names = [P.result_part_name(i) for i in range(len(results))]
+        parts = {name: encode_png_array(r.image) for name, r in zip(names, results, strict=True)}
+        listed = {"targets": list(spec.targets), "images": names} if spec.listed else {}
+        result = results[0]
         return P.Message(
             P.RESULT,
             spec.job,
-            parts={"image": encode_png_array(result.image)},
+            parts=parts,
+            **listed,
             offset=list(spec.offset),
             meta=spec.meta,
             width=int(result.image.shape[1]),
@@ -335,6 +356,11 @@ class ClientSession:
             steps=result.steps,
             model=result.model_label,
         )
+
+
+def _count(spec: EditSpec) -> dict[str, int]:
+    """``count`` (the number of targets) for the messages of an edit sent with ``targets``."""
+    return {"count": spec.count} if spec.listed else {}
 
 
 def _mib(n: int) -> str:

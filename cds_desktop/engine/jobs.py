@@ -77,6 +77,9 @@ class EditRequest:
     tag: Any = None  # opaque caller data (layer id, client, ...)
     #: more target prompts edited in the same shared run (one result each, after target_prompt)
     extra_targets: tuple[str, ...] = ()
+    #: settings the caller left unset (names in settings.MODEL_DEFAULTS): the worker fills them
+    #: from the loaded model's recommended values (e.g. guidance 5 for SDXL) before it runs
+    model_defaults: frozenset[str] = frozenset()
 
     @property
     def target_prompts(self) -> tuple[str, ...]:
@@ -265,8 +268,9 @@ class JobQueue:
                 raise EditCancelled("cancelled while the model was loading")
             job._emit(JobEvent(job.id, STARTED, message=model.label))
             r = job.request
+            settings = r.settings.with_model_defaults(model.recommended, r.model_defaults)
             gen = run_edits(
-                model, r.image, r.source_prompt, r.target_prompts, r.mask, r.settings, job._cancel
+                model, r.image, r.source_prompt, r.target_prompts, r.mask, settings, job._cancel
             )
             results = tuple(drain(gen, lambda p: job._emit(JobEvent(job.id, PROGRESS, progress=p))))
             job._emit(
