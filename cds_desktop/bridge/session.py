@@ -303,7 +303,7 @@ class ClientSession:
         return error_message(FAILURE_CODES[event.failure], event.error or "", job=job)
 
     def _progress(self, state: _JobState, progress) -> Outgoing:
-        job = state.spec.job
+        job, index = state.spec.job, state.spec.preview_target
         fields = dict(
             stage="running",
             step=progress.step,
@@ -312,6 +312,8 @@ class ClientSession:
             box=list(progress.box),
             **_count(state.spec),
         )
+        if state.spec.listed:
+            fields["preview_target"] = index
         now = time.monotonic()
         if (
             progress.step >= progress.total
@@ -319,10 +321,6 @@ class ClientSession:
         ):
             return P.Message(P.PROGRESS, job, **fields)
         state.last_preview = now
-
-        index = state.spec.preview_target
-        if state.spec.listed:
-            fields["preview_target"] = index
 
         def build() -> P.Message:
             preview = progress.preview(index)
