@@ -332,12 +332,22 @@ class ClientSession:
     def _result_message(self, state: _JobState, results) -> P.Message:
         """One final ``result`` for the whole job: part ``image`` is the first target's image;
         an edit with ``targets`` also gets ``image.1``, ``image.2``, ... and the header's
-        ``images`` naming the part of each target, in order."""
+        ``images`` naming the part of each target, in order. A final ``TOO_LARGE`` error
+        instead when the PNGs together exceed ``max_payload`` (the pixel budget makes that
+        rare: incompressible images at the budget's full size)."""
         spec = state.spec
         if len(results) != spec.count:
             raise RuntimeError(f"the engine returned {len(results)} results for {spec.count}")
         names = [P.result_part_name(i) for i in range(len(results))]
         parts = {name: encode_png_array(r.image) for name, r in zip(names, results, strict=True)}
+        size = sum(len(data) for data in parts.values())
+        if size > self.limits.max_payload:  # a frame the client would refuse (and disconnect)
+            return error_message(
+                P.TOO_LARGE,
+                f"the edited image(s) are {size} bytes of PNG, over the frame limit of "
+                f"{self.limits.max_payload}; send fewer targets per edit or a smaller image",
+                job=spec.job,
+            )
         listed = {"targets": list(spec.targets), "images": names} if spec.listed else {}
         result = results[0]
         return P.Message(
