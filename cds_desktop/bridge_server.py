@@ -217,6 +217,7 @@ class _Connection:
         self.thread: threading.Thread | None = None
         self.handshaken = False
         self.name = f"client#{self.id} {addr[0]}:{addr[1]}"
+        self.client_name = "client"  # from the hello ("cds-krita", "cds-gimp", ...)
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -279,7 +280,8 @@ class _Connection:
             raise P.ProtocolError(P.AUTH_FAILED, "missing or wrong token (see the token file)")
         if self.server.client_count >= limits.max_clients:
             raise P.ProtocolError(P.BUSY, f"too many clients (max {limits.max_clients})")
-        log.info("%s connected (%s)", self.name, str(first.get("client", ""))[:80])
+        self.client_name = str(first.get("client") or "client")[:80]
+        log.info("%s connected (%s)", self.name, self.client_name)
         P.write_message(self.stream, self.server._welcome())
         self.writer = threading.Thread(
             target=self._write_loop, name=f"bridge-writer-{self.id}", daemon=True
@@ -414,7 +416,9 @@ class _Connection:
             state = _BridgeJob(job_id)
             self.jobs[job_id] = state
         try:
-            request = self.server._build_request(msg, state, tag=(self.id, job_id))
+            request = self.server._build_request(
+                msg, state, tag=(self.id, job_id), origin=self.client_name
+            )
             try:
                 state.engine = self.server.queue.submit(request, self._listener(state))
             except RuntimeError as exc:  # the queue is shut down
@@ -689,7 +693,9 @@ class BridgeServer:
             },
         )
 
-    def _build_request(self, msg: P.Message, state: _BridgeJob, tag) -> J.EditRequest:
+    def _build_request(
+        self, msg: P.Message, state: _BridgeJob, tag, origin: str = "client"
+    ) -> J.EditRequest:
         """Validate an edit message into an EditRequest (raises non-fatal ProtocolError)."""
         source = _prompt(msg, "source", self.limits.max_prompt_chars)
         target = _prompt(msg, "target", self.limits.max_prompt_chars)
@@ -731,6 +737,7 @@ class BridgeServer:
             dtype=self.dtype,
             vae_backend=self.vae_backend,
             tag=("bridge",) + tuple(tag),
+            origin=origin,
         )
 
 

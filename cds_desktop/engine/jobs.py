@@ -8,6 +8,9 @@ plug-ins run one at a time in submission order. Each job reports JobEvents to it
     done | failed | cancelled
 
 A job cancelled while queued never starts; a running job stops within one step.
+
+Observers (:meth:`JobQueue.add_observer`) see every event of every job, whoever submitted it:
+the app uses one to show the plug-ins' jobs beside its own.
 """
 
 from __future__ import annotations
@@ -71,6 +74,13 @@ class EditRequest:
     dtype: str = "auto"
     vae_backend: str = "torch"
     tag: Any = None  # opaque caller data (layer id, client, ...)
+    extra_targets: tuple[str, ...] = ()  # more target prompts for the same run (one result each)
+    #: who submitted it, shown in queue views: "app", or a plug-in client's name
+    origin: str = ""
+
+    @property
+    def target_prompts(self) -> tuple[str, ...]:
+        return (self.target_prompt, *self.extra_targets)
 
     @property
     def model_key(self) -> tuple:
@@ -82,24 +92,33 @@ class JobEvent:
     job_id: int
     kind: EventKind
     progress: Progress | None = None
-    result: EditResult | None = None
+    result: EditResult | None = None  # on DONE: results[0]
     error: str | None = None
     message: str = ""
+    results: tuple[EditResult, ...] = ()  # on DONE: one per target prompt, in order
     failure: FailureKind | None = None  # set on FAILED
     position: int = 0  # on QUEUED: 1 = next to run (counting the running job)
 
 
 Listener = Callable[[JobEvent], None]
+Observer = Callable[["Job", JobEvent], None]
 
 
 class Job:
-    def __init__(self, job_id: int, request: EditRequest, listener: Listener | None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        request: EditRequest,
+        listener: Listener | None,
+        notify: Observer | None = None,
+    ) -> None:
         self.id = job_id
         self.request = request
         self.state = QUEUED
         self.result: EditResult | None = None
         self.error: str | None = None
         self._listener = listener
+        self._notify = notify
         self._cancel = threading.Event()
         self._finished = threading.Event()
 
@@ -123,6 +142,8 @@ class Job:
                 self._listener(event)
             except Exception:  # a broken listener must not kill the worker
                 log.exception("job listener failed")
+        if self._notify is not None:
+            self._notify(self, event)
         if event.kind in FINAL:
             self._finished.set()
 
@@ -140,13 +161,14 @@ class JobQueue:
         self._model: LoadedModel | None = None
         self._model_key: tuple | None = None
         self.current: Job | None = None
+        self._observers: tuple[Observer, ...] = ()
 
     # ------------------------------------------------------------------ public API
     def submit(self, request: EditRequest, listener: Listener | None = None) -> Job:
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
-            job = Job(next(self._ids), request, listener)
+            job = Job(next(self._ids), request, listener, self._notify)
             position = len(self._queue) + 1 + (self.current is not None)
         # reported before the worker can see the job, so QUEUED always comes first
         job._emit(
@@ -173,6 +195,28 @@ class JobQueue:
     def pending(self) -> list[Job]:
         with self._cond:
             return list(self._queue)
+
+    def jobs(self) -> list[Job]:
+        """The running job (if any) and the waiting ones, in the order they will run."""
+        with self._cond:
+            return ([self.current] if self.current is not None else []) + list(self._queue)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(job, event)`` for every event of every job (after the job's own
+        listener, on the thread that reports it: the submitter's for QUEUED, else the worker)."""
+        with self._cond:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        with self._cond:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def _notify(self, job: Job, event: JobEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(job, event)
+            except Exception:  # a broken observer must not kill the worker
+                log.exception("job observer failed")
 
     @property
     def model(self) -> LoadedModel | None:
@@ -240,7 +284,13 @@ class JobQueue:
                     break
                 job._emit(JobEvent(job.id, PROGRESS, progress=progress))
             job._emit(
-                JobEvent(job.id, DONE, result=result, message=f"done in {result.elapsed:.1f} s")
+                JobEvent(
+                    job.id,
+                    DONE,
+                    result=result,
+                    results=(result,),
+                    message=f"done in {result.elapsed:.1f} s",
+                )
             )
         except EditCancelled as exc:
             job._emit(JobEvent(job.id, CANCELLED, message=str(exc)))
