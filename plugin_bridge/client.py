@@ -27,13 +27,13 @@ import os
 import select
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import protocol as p
+from .fileio import write_bytes_atomic
 from .pngcodec import PngError, read_png_size
 
 DEFAULT_PORT = p.DEFAULT_PORT
@@ -374,22 +374,6 @@ def _read_png_file(path: str, what: str) -> bytes:
     return data
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + os.replace."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _progress_line(msg: p.Message) -> None:
     if msg.type == p.QUEUED:
         sys.stderr.write(f"queued (position {msg.get('position', '?')})\n")
@@ -418,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             result = client.edit(
                 image, args.source, args.target, mask, settings, on_progress=_progress_line
             )
-        write_atomic(args.output, result.parts["image"])
+        write_bytes_atomic(args.output, result.parts["image"])
     except BridgeError as exc:
         sys.stderr.write(f"\nerror: {exc}\n")
         return 1

@@ -182,7 +182,8 @@ def encode_header(message: Message) -> bytes:
     header.setdefault("job", None)
     if message.parts:
         header["parts"] = [{"name": n, "length": len(b)} for n, b in message.parts.items()]
-    body = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = json.dumps(header, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    body = body.encode("utf-8")
     if len(body) > MAX_HEADER_BYTES:
         raise ProtocolError(TOO_LARGE, f"JSON header is {len(body)} bytes (max {MAX_HEADER_BYTES})")
     payload = sum(len(b) for b in message.parts.values())
@@ -221,15 +222,26 @@ def read_message(stream, limits: Limits = Limits()) -> Message:
     return Message.from_header(header, parts)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259)")
+
+
 def parse_header(data: bytes) -> dict[str, Any]:
+    """Decode a JSON header strictly: UTF-8, an object, no NaN/Infinity, no lone surrogates
+    (escaped ``\\ud800`` etc.), so whatever is echoed back is valid JSON and encodable."""
     try:
-        header = json.loads(data.decode("utf-8"))
+        header = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        if not isinstance(header, dict):
+            raise ProtocolError(BAD_REQUEST, "JSON header must be an object")
+        json.dumps(header, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            BAD_REQUEST, "JSON header has a lone surrogate (\\ud800-\\udfff) in a string"
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(BAD_REQUEST, f"JSON header is not valid UTF-8 JSON ({exc})") from None
     except RecursionError:
         raise ProtocolError(BAD_REQUEST, "JSON header is nested too deeply") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(BAD_REQUEST, "JSON header must be an object")
     kind = header.get("type")
     if not isinstance(kind, str) or not kind:
         raise ProtocolError(BAD_REQUEST, "JSON header has no 'type' string")

@@ -12,7 +12,7 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, Qt, pyqtSignal, pyqtSlot
 
-from cds_desktop.bridge_server import BridgeServer, BridgeServerError, BridgeStatus
+from cds_desktop.bridge import BridgeServer, BridgeServerError, BridgeStatus
 from cds_desktop.engine.jobs import JobQueue
 
 log = logging.getLogger(__name__)

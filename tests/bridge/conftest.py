@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cds_desktop.bridge_server import BridgeServer, ServerLimits
+from cds_desktop.bridge import BridgeServer, ServerLimits
 from cds_desktop.engine.jobs import JobQueue
 
 

@@ -14,8 +14,9 @@ import platformdirs
 import pytest
 from bridge_helpers import FAST, box_mask, png_array, png_bytes, rgba_image
 
-from cds_desktop import bridge_server as bs
-from cds_desktop.engine.jobs import EventKind
+from cds_desktop import bridge as bs
+from cds_desktop.engine.errors import ModelError
+from cds_desktop.engine.jobs import EventKind, JobQueue
 from plugin_bridge import protocol as P
 from plugin_bridge.client import BridgeClient, BridgeError, read_token, token_path
 
@@ -110,7 +111,7 @@ def test_unsupported_version_is_refused(server):
 def test_remote_host_needs_allow_remote(job_queue, caplog):
     with pytest.raises(bs.BridgeServerError, match="allow-remote"):
         bs.BridgeServer(job_queue, host="0.0.0.0", port=0, token="t" * 64)
-    with caplog.at_level("WARNING", logger="cds_desktop.bridge_server"):
+    with caplog.at_level("WARNING", logger="cds_desktop.bridge"):
         bs.BridgeServer(job_queue, host="0.0.0.0", port=0, token="t" * 64, allow_remote=True)
     assert "NOT encrypted" in caplog.text
 
@@ -300,7 +301,7 @@ def test_stop_closes_clients_and_reports_not_running(job_queue):
     client.connect()
     half_open = socket.create_connection(("127.0.0.1", srv.port), timeout=GUARD)  # no handshake
     deadline = time.monotonic() + GUARD
-    while len(srv._live) < 2 and time.monotonic() < deadline:
+    while srv.connection_count < 2 and time.monotonic() < deadline:
         time.sleep(0.01)  # until the server has accepted it (not just queued in the backlog)
     srv.stop()
     assert not srv.running and srv.port is None
@@ -345,3 +346,32 @@ def test_queue_observers_see_which_plug_in_submitted_a_job(server, job_queue):
         job_queue.remove_observer(observer)
     assert messages[-1].type == P.RESULT
     assert seen == ["cds-krita"]
+
+
+# ----------------------------------------------------------------------------- engine failures
+def _failing_queue(exc: BaseException) -> JobQueue:
+    def loader(spec, **kwargs):
+        raise exc
+
+    return JobQueue(loader=loader)
+
+
+@pytest.mark.parametrize(
+    "exc, code, fragment",
+    [
+        (ModelError("model 'x' is not on this computer"), P.MODEL_ERROR, "not on this computer"),
+        (RuntimeError("boom"), P.INTERNAL, "internal error (RuntimeError: boom)"),
+    ],
+)
+def test_engine_failures_reach_the_client_with_their_code(exc, code, fragment):
+    queue = _failing_queue(exc)
+    try:
+        with bs.BridgeServer(queue, port=0, token="f" * 64) as srv:
+            with BridgeClient(port=srv.port, token="f" * 64, timeout=GUARD) as client:
+                job = client.submit_edit(png_bytes(rgba_image(1)), "a", "b", settings=FAST)
+                final = list(client.events(job, timeout=GUARD))[-1]
+                assert final.type == P.ERROR and final["code"] == code, final
+                assert fragment in final["message"] and not final["fatal"]
+                assert client.ping() >= 0  # the connection survives a failed job
+    finally:
+        queue.shutdown()

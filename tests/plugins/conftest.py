@@ -50,7 +50,7 @@ def import_from(folder: Path, name: str, prefixes: tuple[str, ...]):
 def bridge(tmp_path_factory):
     """A running BridgeServer (port 0, tiny-random) whose token is in a temporary
     XDG_CONFIG_HOME; yields (server, config_home)."""
-    from cds_desktop.bridge_server import BridgeServer
+    from cds_desktop.bridge import BridgeServer
     from cds_desktop.engine.jobs import JobQueue
     from plugin_bridge.client import APP_NAME, TOKEN_FILE
 

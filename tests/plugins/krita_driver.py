@@ -2,43 +2,65 @@
 test_krita_real.py, which copies this file next to the installed plug-in).
 
 It imports the installed plug-in as Krita would (which registers its docker and extension),
-builds a 64x48 8-bit RGBA document with a gradient layer moved by (4, 2), a layer above it
-and a rectangular selection, then presses the plug-in's own Edit button and spins a Qt event
-loop until the panel reports the end (the panel polls the bridge from a QTimer, exactly as
-in the docker). Everything the test checks is written to OUT_DIR: report.json plus raw
-pixelData dumps. Krita's Python is not pytest's: standard library and PyQt only.
+then for each colour depth (8 and 16-bit integer, 16 and 32-bit float RGBA, each document
+with Krita's default profile for it) builds a 64x48 document with a pattern layer moved by
+(4, 2), a layer above it and a rectangular selection, presses the plug-in's own Edit button
+and spins a Qt event loop until the panel reports the end (the panel polls the bridge from a
+QTimer, exactly as in the docker). Everything the test checks is written to OUT_DIR:
+report.json plus raw pixelData dumps per depth (``<depth>_new.raw`` etc.). Krita's Python
+is not pytest's: standard library and PyQt only.
 """
 
 import json
 import os
+import struct
 import traceback
 
 W, H = 64, 48
 OFFSET = (4, 2)
 SELECTION = (20, 14, 16, 12)
 TIMEOUT_MS = 60000
+DEPTHS = ("U8", "U16", "F16", "F32")
+PROBE = (30, 20)  # canvas pixel whose rendered colour is compared with what is sent
 
 
-def gradient_bgra(width, height):
-    """The test pattern in Krita's byte order (B, G, R, A); RGB as in fake_krita.gradient."""
-    out = bytearray()
-    for y in range(height):
-        for x in range(width):
-            r, g, b = (4 * x) % 256, (5 * y) % 256, (200 - 2 * x - y) % 256
-            out += bytes((b, g, r, 255))
-    return bytes(out)
+def pattern(depth, x, y):
+    """R, G, B, A of the source layer at layer pixel (x, y), as numbers of ``depth``: the
+    8-bit gradient of fake_krita, and at higher depths detail that 8 bits cannot hold
+    (16-bit values off the multiples of 257; float fractions and HDR values of 4.0 away
+    from the probe pixel)."""
+    r, g, b = (4 * x) % 256, (5 * y) % 256, (200 - 2 * x - y) % 256
+    if depth == "U8":
+        return r, g, b, 255
+    if depth == "U16":
+        return r * 257 ^ (x % 7), g * 257 ^ (y % 5), b * 257 ^ 3, 65535 - (x + y) % 3
+    hdr = 4.0 if (x + y) % 11 == 0 and (x, y) != (26, 18) else r / 255.0 + 1e-4
+    return hdr, g / 255.0 + 3e-4, b / 255.0, 1.0 if (x, y) == (26, 18) else 1.0 - x % 3 / 7.0
+
+
+def pack(depth, r, g, b, a):
+    """One pixel in Krita's pixelData layout: B, G, R, A for integers, R, G, B, A floats."""
+    if depth == "U8":
+        return bytes((b, g, r, a))
+    if depth == "U16":
+        return struct.pack("=4H", b, g, r, a)
+    return struct.pack("=4e" if depth == "F16" else "=4f", r, g, b, a)
+
+
+def layer_pixels(depth):
+    return b"".join(pack(depth, *pattern(depth, x, y)) for y in range(H) for x in range(W))
 
 
 def rect(r):
     return [r.x(), r.y(), r.width(), r.height()]
 
 
-def make_document(krita):
-    doc = krita.Krita.instance().createDocument(W, H, "cds-test", "RGBA", "U8", "", 72.0)
+def make_document(krita, depth):
+    doc = krita.Krita.instance().createDocument(W, H, "cds-" + depth, "RGBA", depth, "", 72.0)
     root = doc.rootNode()
     source = doc.createNode("Source", "paintlayer")
     root.addChildNode(source, None)
-    source.setPixelData(gradient_bgra(W, H), 0, 0, W, H)
+    source.setPixelData(layer_pixels(depth), 0, 0, W, H)
     source.move(*OFFSET)
     top = doc.createNode("Top", "paintlayer")
     root.addChildNode(top, source)
@@ -49,10 +71,12 @@ def make_document(krita):
     return doc, source
 
 
-def colour_probe(doc, source, report, x=30, y=20):
-    """The colour Krita renders at (x, y) and the RGBA the plug-in would send for it."""
+def colour_probe(doc, source, report):
+    """The colour Krita renders at PROBE (its own conversion to 8-bit sRGB) and the RGBA
+    the plug-in sends for that pixel (ours)."""
     from cds_krita.logic import read_crop
 
+    x, y = PROBE
     colour = doc.thumbnail(W, H).pixelColor(x, y)
     report["rendered_rgba"] = [colour.red(), colour.green(), colour.blue(), colour.alpha()]
     crop = read_crop(doc, source)
@@ -87,6 +111,7 @@ def run_panel(doc, source, report):
     session = panel.session
     report["box"] = list(session.crop.box) if session and session.crop else None
     panel.shutdown()
+    return session.result_rgba if session else None
 
 
 def docker_probe(report):
@@ -104,11 +129,11 @@ def docker_probe(report):
 
 
 def refusal_message(krita):
-    """What the plug-in says about a 32-bit float document (it must refuse it)."""
+    """What the plug-in says about a 16-bit greyscale document (it must refuse it)."""
     from cds_krita.logic import PluginError, read_crop
 
-    doc = krita.Krita.instance().createDocument(8, 8, "f32", "RGBA", "F32", "", 72.0)
-    layer = doc.createNode("Float", "paintlayer")
+    doc = krita.Krita.instance().createDocument(8, 8, "gray", "GRAYA", "U16", "", 72.0)
+    layer = doc.createNode("Grey", "paintlayer")
     doc.rootNode().addChildNode(layer, None)
     try:
         read_crop(doc, layer)
@@ -119,36 +144,79 @@ def refusal_message(krita):
     return None
 
 
-def dump(doc, source, before, out_dir, report):
+def converted_layer_probe(krita):
+    """A 16-bit layer in an 8-bit document: the new layer must take the layer's space."""
+    from cds_krita.logic import insert_result, read_crop
+
+    doc = krita.Krita.instance().createDocument(8, 8, "mixed", "RGBA", "U8", "", 72.0)
+    layer = doc.createNode("Deep", "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    layer.setPixelData(pack("U8", 10, 200, 30, 255) * 64, 0, 0, 8, 8)
+    converted = layer.setColorSpace("RGBA", "U16", "sRGB-elle-V2-g10.icc")
+    try:
+        crop = read_crop(doc, layer)
+        new = insert_result(doc, layer, crop, crop.rgba, "converted")
+        return {
+            "converted": bool(converted),
+            "source": [layer.colorModel(), layer.colorDepth(), layer.colorProfile()],
+            "new": [new.colorModel(), new.colorDepth(), new.colorProfile()],
+            "bytes": len(bytes(new.pixelData(0, 0, 8, 8))),
+        }
+    finally:
+        doc.close()
+
+
+def write(out_dir, name, data):
+    with open(os.path.join(out_dir, name), "wb") as f:
+        f.write(bytes(data))
+
+
+def dump(doc, source, before, out_dir, prefix, report):
     layers = []
     for node in doc.rootNode().childNodes():
         pos = node.position()
         info = {"name": node.name(), "type": node.type(), "bounds": rect(node.bounds())}
+        info.update(depth=node.colorDepth(), profile=node.colorProfile())
         layers.append(dict(info, position=[pos.x(), pos.y()]))
         if node.type() == "paintlayer" and node.name() not in ("Source", "Top"):
-            with open(os.path.join(out_dir, "new.bgra"), "wb") as f:
-                f.write(bytes(node.pixelData(0, 0, W, H)))
+            write(out_dir, prefix + "new.raw", node.pixelData(0, 0, W, H))
     report["layers"] = layers
     report["source_bounds"] = rect(source.bounds())
-    for name, data in (("before", before), ("after", bytes(source.pixelData(0, 0, W, H)))):
-        with open(os.path.join(out_dir, f"source_{name}.bgra"), "wb") as f:
-            f.write(data)
+    report["profile"] = source.colorProfile()
+    write(out_dir, prefix + "source_before.raw", before)
+    write(out_dir, prefix + "source_after.raw", source.pixelData(0, 0, W, H))
+    report["mask_probe"] = list(bytes(doc.selection().pixelData(*SELECTION[:2], 2, 1)))
+
+
+def edit_depth(krita, depth, out_dir):
+    report = {}
+    doc, source = make_document(krita, depth)
+    try:
+        before = bytes(source.pixelData(0, 0, W, H))
+        colour_probe(doc, source, report)
+        result = run_panel(doc, source, report)
+        if result is not None:
+            write(out_dir, depth + "_result.rgba", result)
+        dump(doc, source, before, out_dir, depth + "_", report)
+    finally:
+        doc.close()
+    return report
 
 
 def run(args):
     out_dir = args[0]
     report = {"size": [W, H], "offset": list(OFFSET), "selection": list(SELECTION)}
+    report["probe"] = list(PROBE)
     try:
         import cds_krita  # registers the docker factory and the extension, as in Krita
         import krita
 
         report["registered"] = cds_krita.krita is not None
-        doc, source = make_document(krita)
-        before = bytes(source.pixelData(0, 0, W, H))
-        colour_probe(doc, source, report)
-        run_panel(doc, source, report)
-        dump(doc, source, before, out_dir, report)
+        report["depths"] = {}
+        for depth in DEPTHS:
+            report["depths"][depth] = edit_depth(krita, depth, out_dir)
         report["refusal"] = refusal_message(krita)
+        report["converted_layer"] = converted_layer_probe(krita)
         docker_probe(report)
     except Exception:
         report["error"] = traceback.format_exc()

@@ -15,14 +15,16 @@ def test_zips_hold_the_plugins_with_the_bridge_client_vendored(build_tool, tmp_p
         names = set(z.namelist())
         assert {"cds_krita.desktop", "cds_krita/", "cds_krita/__init__.py"} <= names
         assert "X-KDE-Library=cds_krita" in z.read("cds_krita.desktop").decode()
-        for module in ("protocol.py", "client.py", "pngcodec.py"):
+        for module in build_tool.VENDORED:
             vendored = z.read(f"cds_krita/cds_bridge/{module}")
             assert vendored == (ROOT / "plugin_bridge" / module).read_bytes()
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     with zipfile.ZipFile(gimp_zip) as z:
         script = z.getinfo("cds_gimp/cds_gimp.py")
         assert (script.external_attr >> 16) & stat.S_IXUSR
-        assert "cds_gimp/cds_bridge/client.py" in z.namelist()
+        for module in ("protocol.py", "client.py", "pngcodec.py", "plugin_common.py"):
+            vendored = z.read(f"cds_gimp/cds_bridge/{module}")
+            assert vendored == (ROOT / "plugin_bridge" / module).read_bytes()
 
 
 def test_builds_are_reproducible(build_tool, tmp_path):

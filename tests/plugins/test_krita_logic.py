@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 
 from .conftest import FAST_SETTINGS, import_from
-from .fake_krita import FakeNode, FakeSelection, document_with_layer, gradient
+from .fake_krita import FakeNode, FakeSelection, deep_gradient, document_with_layer, gradient
+from .pixel_reference import as_rgba, engine_result, model_bytes, model_float, srgb_decode
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +29,6 @@ def kp(staged):
 def rgba_of(box, rgba_at=gradient) -> bytes:
     x0, y0, w, h = box
     return b"".join(bytes(rgba_at(x, y)) for y in range(y0, y0 + h) for x in range(x0, x0 + w))
-
-
-# ----------------------------------------------------------------------------- pixels
-def test_swap_red_blue_converts_bgra_to_rgba_and_back(kp):
-    bgra = bytes([1, 2, 3, 4, 10, 20, 30, 40])
-    assert kp.logic.bgra_to_rgba(bgra) == bytes([3, 2, 1, 4, 30, 20, 10, 40])
-    assert kp.logic.rgba_to_bgra(kp.logic.bgra_to_rgba(bgra)) == bgra
-    with pytest.raises(kp.logic.PluginError, match="4-byte pixels"):
-        kp.logic.swap_red_blue(b"\x00" * 6)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -74,11 +67,33 @@ def test_no_selection_sends_the_whole_layer_on_the_canvas(kp):
 
 
 @pytest.mark.parametrize(
+    ("depth", "profile", "linear"),
+    [
+        ("U8", None, False),
+        ("U16", None, True),  # Krita's default 16-bit profile is linear (g10)
+        ("U16", "sRGB-elle-V2-srgbtrc.icc", False),
+        ("F16", None, True),
+        ("F32", None, True),
+        ("F32", "sRGB-elle-V2-srgbtrc.icc", False),
+    ],
+)
+def test_deep_layers_are_sent_as_8bit_srgb_in_their_channel_order(kp, depth, profile, linear):
+    doc, layer = document_with_layer(24, 20, depth, profile)
+    doc.sel = FakeSelection.rectangle(6, 5, 8, 6)
+    crop = kp.logic.read_crop(doc, layer)
+    assert crop.raw == layer.pixelData(*crop.box)
+    expected = model_bytes(as_rgba(crop.raw, depth), depth, linear)
+    sent = np.frombuffer(crop.rgba, dtype=np.uint8).reshape(-1, 4)
+    assert np.array_equal(sent, expected)
+
+
+@pytest.mark.parametrize(
     ("model", "depth", "node_type", "message"),
     [
-        ("RGBA", "U16", "paintlayer", "8-bit RGBA"),
-        ("RGBA", "F32", "paintlayer", "RGBA/F32"),
+        ("GRAYA", "U16", "paintlayer", "GRAYA/U16: CDS needs RGB/Alpha"),
+        ("RGBA", "F64", "paintlayer", "RGBA/F64"),
         ("CMYKA", "U8", "paintlayer", "CMYKA/U8"),
+        ("LABA", "F32", "paintlayer", "LABA/F32"),
         ("RGBA", "U8", "vectorlayer", "select a paint layer"),
     ],
 )
@@ -102,13 +117,6 @@ def test_refuses_selection_outside_the_layer_and_empty_layers(kp):
         kp.logic.read_crop(doc, layer)
 
 
-def test_layer_name_is_the_target_prompt_on_one_short_line(kp):
-    assert kp.logic.layer_name("  a   red\ncar ") == "a red car"
-    long = kp.logic.layer_name("word " * 40)
-    assert len(long) == kp.logic.MAX_LAYER_NAME and long.endswith("\u2026")
-    assert kp.logic.layer_name("   ") == "CDS edit"
-
-
 # ----------------------------------------------------------------------------- writing
 def test_insert_result_adds_a_layer_above_the_source_at_the_box(kp):
     doc, layer = document_with_layer(16, 12)
@@ -116,15 +124,70 @@ def test_insert_result_adds_a_layer_above_the_source_at_the_box(kp):
     doc.root.addChildNode(top, layer)
     before = dict(layer.pixels)
     box = kp.logic.Rect(3, 2, 4, 5)
+    raw = layer.pixelData(*box)
+    crop = kp.logic.Crop(box, b"", None, "Source", raw, kp.logic.depths.pixel_format(layer))
     rgba = bytes(range(4 * 4 * 5))
-    new = kp.logic.insert_result(doc, layer, box, rgba, "a dog")
+    new = kp.logic.insert_result(doc, layer, crop, rgba, "a dog")
     assert [n.name() for n in doc.root.childNodes()] == ["Source", "a dog", "Top"]
-    assert new.pixelData(3, 2, 4, 5) == kp.logic.rgba_to_bgra(rgba)
+    expected = bytearray(rgba)  # colours from the result in B, G, R order, alpha the source's
+    expected[0::4], expected[2::4], expected[3::4] = rgba[2::4], rgba[0::4], raw[3::4]
+    assert new.pixelData(3, 2, 4, 5) == bytes(expected)
     assert new.pixelData(0, 0, 3, 1) == b"\x00" * 12  # transparent outside the box
     assert layer.pixels == before and layer.writes == 0
     assert doc.refreshes == 1
     with pytest.raises(kp.logic.PluginError, match="expected 4x5"):
-        kp.logic.insert_result(doc, layer, box, rgba[:-4], "short")
+        kp.logic.insert_result(doc, layer, crop, rgba[:-4], "short")
+
+
+@pytest.mark.parametrize("depth", ["U8", "U16", "F16", "F32"])
+def test_result_layer_has_the_source_depth_and_its_exact_pixels_outside_the_mask(kp, depth):
+    doc, layer = document_with_layer(24, 20, depth)
+    doc.sel = FakeSelection.rectangle(6, 5, 8, 6)
+    doc.sel.values[(6, 5)] = 100  # one partly selected pixel
+    crop = kp.logic.read_crop(doc, layer)
+    sent = np.frombuffer(crop.rgba, dtype=np.uint8).reshape(-1, 4).astype(np.int64)
+    mask = np.frombuffer(crop.mask, dtype=np.uint8)
+    edit = np.tile([200, 30, 90, 0], (len(sent), 1))
+    result = engine_result(sent, edit, mask)  # what the bridge sends back
+    new = kp.logic.insert_result(doc, layer, crop, result.tobytes(), "edited")
+    space = (new.colorModel(), new.colorDepth(), new.colorProfile())
+    assert space == ("RGBA", depth, layer.colorProfile())
+    bx, by, bw, bh = crop.box
+    size = layer.pixel_bytes
+    got, src = new.pixelData(*crop.box), layer.pixelData(*crop.box)
+    for j in range(bh):
+        for i in range(bw):
+            k = (j * bw + i) * size
+            if not crop.mask[j * bw + i]:
+                assert got[k : k + size] == src[k : k + size], (bx + i, by + j)
+    full = as_rgba(got, depth)[(7 - bx) + (6 - by) * bw]  # a fully selected pixel
+    decoded = srgb_decode(np.array([200, 30, 90]) / 255)
+    if depth == "U8":
+        assert list(full[:3]) == [200, 30, 90]
+    elif depth == "U16":
+        assert list(full[:3]) == list(np.floor(decoded * 65535 + 0.5))
+    else:
+        assert np.allclose(full[:3], decoded, rtol=1e-3 if depth == "F16" else 1e-6)
+    # the partly selected pixel: (1 - a) * source + a * edit, in sRGB-encoded values, up to
+    # the 8-bit rounding of the engine's blend
+    k, a = (6 - bx) + (5 - by) * bw, 100 / 255
+    part, source = as_rgba(got, depth)[k], as_rgba(src, depth)[k]
+    assert part[3] == source[3]
+    linear = depth != "U8"
+    encoded = [model_float(px, depth, linear) for px in (part, source)]
+    ideal = (1 - a) * encoded[1] + a * np.array([200, 30, 90]) / 255
+    assert np.abs(encoded[0] - ideal).max() <= 0.5 / 255 + (2e-3 if depth == "F16" else 1e-4)
+
+
+def test_new_layer_takes_the_source_colour_space_when_it_differs_from_the_document(kp):
+    doc, _ = document_with_layer(8, 8, "U8")
+    deep = FakeNode("Deep", depth="U16")
+    deep.fill(8, 8, deep_gradient("U16"))
+    doc.root.addChildNode(deep, None)
+    crop = kp.logic.read_crop(doc, deep)
+    new = kp.logic.insert_result(doc, deep, crop, crop.rgba, "converted")
+    assert new.colorDepth() == "U16" and new.colorProfile() == deep.colorProfile()
+    assert len(new.pixelData(0, 0, 8, 8)) == 8 * 8 * 8
 
 
 # ----------------------------------------------------------------------------- session
@@ -173,7 +236,12 @@ def test_session_submits_crop_and_inserts_the_result(kp):
     update = session.poll()
     assert session.state == "done" and update.finished and update.ok
     assert [n.name() for n in doc.root.childNodes()] == ["Source", "a dog"]
-    assert session.new_layer.pixelData(*box) == kp.logic.rgba_to_bgra(result)
+    got, src = session.new_layer.pixelData(*box), layer.pixelData(*box)
+    for j in range(42):
+        for i in range(48):
+            k = (j * 48 + i) * 4
+            inside = 16 <= i < 32 and 14 <= j < 26
+            assert got[k : k + 4] == (bytes([7, 8, 9, 255]) if inside else src[k : k + 4])
 
 
 def test_session_reports_errors_cancel_and_bad_results_without_adding_layers(kp):
@@ -209,20 +277,13 @@ def test_session_refuses_empty_prompts_before_sending(kp):
     assert client.submitted == {}
 
 
-def test_bridge_port_comes_from_the_environment(kp, monkeypatch):
-    monkeypatch.setenv("CDS_BRIDGE_PORT", "5123")
-    assert kp.session.bridge_address()[1] == 5123
-    monkeypatch.setenv("CDS_BRIDGE_PORT", "http")
-    with pytest.raises(kp.logic.PluginError, match="expected a port number"):
-        kp.session.bridge_address()
-
-
 # ----------------------------------------------------------------------------- real bridge
-def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, monkeypatch):
+@pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
+def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, monkeypatch, depth):
     server, config_home = bridge
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
-    doc, layer = document_with_layer(64, 48)
+    doc, layer = document_with_layer(64, 48, depth)
     doc.sel = FakeSelection.rectangle(20, 14, 16, 12)
     before = dict(layer.pixels)
     params = kp.logic.EditParams("a cat", "a dog", steps=2, extra_settings=FAST_SETTINGS)
@@ -236,11 +297,12 @@ def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, mon
             update = session.handle(message) or update
     assert session.state == "done", update.text
     new = session.new_layer
-    box = (4, 0, 48, 42)
+    assert new.colorDepth() == depth
+    box, n = (4, 0, 48, 42), layer.pixel_bytes
     got, src = new.pixelData(*box), layer.pixelData(*box)
     outside = [
         k for j in range(42) for i in range(48) if not (16 <= i < 32 and 14 <= j < 26)
-        for k in range((j * 48 + i) * 4, (j * 48 + i) * 4 + 4)
+        for k in range((j * 48 + i) * n, (j * 48 + i) * n + n)
     ]  # fmt: skip
     assert bytes(got[k] for k in outside) == bytes(src[k] for k in outside)
     assert got != src, "the edit changed nothing inside the selection"

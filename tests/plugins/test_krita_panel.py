@@ -81,8 +81,8 @@ def test_failures_end_as_one_status_line(qtbot, make_panel, monkeypatch, tmp_pat
     assert blocker.args[0] is False and "cds-desktop --serve" in blocker.args[1]
     assert panel.status.text() == blocker.args[1] and panel.edit_button.isEnabled()
 
-    layer._depth = "U16"
+    layer._model = "GRAYA"
     with qtbot.waitSignal(panel.finished, timeout=5000) as blocker:
         panel.edit_button.click()
-    assert "8-bit RGBA" in blocker.args[1]
+    assert "CDS needs RGB/Alpha" in blocker.args[1]
     assert doc.root.childNodes() == [layer]

@@ -7,7 +7,8 @@ fake). Facts about Krita this module relies on, all checked under ``kritarunner`
 
 * ``Node.pixelData(x, y, w, h)`` / ``setPixelData`` use *image* coordinates, whatever the
   layer's offset (``Node.move``); pixels outside the layer's data read as transparent.
-* An 8-bit RGBA layer stores pixels as **B, G, R, A** bytes.
+* An 8-bit RGBA layer stores pixels as **B, G, R, A** bytes; 16-bit integer layers B, G, R, A
+  too, float layers R, G, B, A (see :mod:`.depth`).
 * ``Document.selection()`` is ``None`` without a selection; ``Selection.x()/y()/width()/
   height()`` is its exact bounding box and ``pixelData`` gives one byte (0..255) per pixel.
 
@@ -15,30 +16,36 @@ What gets sent: the active paint layer's pixels inside the selection's bounding 
 a margin (clipped to the canvas and to the layer's content), or the layer's content on the
 canvas when nothing is selected; the selection inside that box is the mask.
 
-What comes back is inserted as a **new paint layer directly above the source layer**, named
-after the target prompt, covering exactly the box that was sent: inside the selection it
-shows the edit, elsewhere in the box it is a bit-identical copy of the source pixels (the
-engine never changes unmasked pixels), outside the box it is transparent. Stacked above the
-source it shows the edited picture; hide or delete it to undo. The source layer is only read.
+RGBA layers of 8 or 16-bit integers or 16 or 32-bit floats are accepted; the model gets 8-bit
+sRGB (converted with the layer profile's curve, :mod:`.cds_bridge.pixelformat`).
+
+What comes back is inserted as a **new paint layer directly above the source layer**, in the
+source's colour space, named after the target prompt, covering exactly the box that was
+sent: inside the selection it shows the edit (blended by the selection at the layer's
+depth), elsewhere in the box it is a bit-identical copy of the source pixels, outside the
+box it is transparent. Stacked above the source it shows the edited picture; hide or delete
+it to undo. The source layer is only read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-#: Krita's names for the only colour space the bridge accepts.
-COLOR_MODEL = "RGBA"
-COLOR_DEPTH = "U8"
-#: Context kept around the selection: a fraction of the box's long side, at least MIN_MARGIN.
-MARGIN_FRACTION = 0.5
-MIN_MARGIN = 16
-MAX_LAYER_NAME = 60
-MODES = ("cds", "dds")
+from . import depth as depths
+from .cds_bridge import pixelformat
+from .cds_bridge.plugin_common import (  # noqa: F401 - re-exported for the session and tests
+    EditParams,
+    PluginError,
+    Rect,
+    check_params,
+    context_margin,
+    layer_name,
+)
 
-
-class PluginError(Exception):
-    """A user mistake or a refused document; ``str()`` is a one-line, user-readable message."""
+#: Krita's names for the colour spaces the plug-in accepts.
+COLOR_MODEL = depths.COLOR_MODEL
+COLOR_DEPTHS = tuple(depths.DEPTHS)
 
 
 # ----------------------------------------------------------------------------- Krita API subset
@@ -62,6 +69,8 @@ class KritaNode(Protocol):
     def type(self) -> str: ...
     def colorModel(self) -> str: ...
     def colorDepth(self) -> str: ...
+    def colorProfile(self) -> str: ...
+    def setColorSpace(self, model: str, depth: str, profile: str) -> bool: ...
     def bounds(self) -> KritaRect: ...
     def pixelData(self, x: int, y: int, w: int, h: int) -> Any: ...
     def setPixelData(self, data: Any, x: int, y: int, w: int, h: int) -> Any: ...
@@ -78,62 +87,6 @@ class KritaDocument(Protocol):
     def refreshProjection(self) -> None: ...
 
 
-# ----------------------------------------------------------------------------- geometry
-class Rect(NamedTuple):
-    left: int
-    top: int
-    width: int
-    height: int
-
-    @property
-    def right(self) -> int:
-        return self.left + self.width
-
-    @property
-    def bottom(self) -> int:
-        return self.top + self.height
-
-    @property
-    def empty(self) -> bool:
-        return self.width <= 0 or self.height <= 0
-
-    @classmethod
-    def of(cls, qrect: KritaRect) -> Rect:
-        """From a QRect (or anything with x()/y()/width()/height())."""
-        return cls(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
-
-    def intersect(self, other: Rect) -> Rect:
-        left, top = max(self.left, other.left), max(self.top, other.top)
-        right, bottom = min(self.right, other.right), min(self.bottom, other.bottom)
-        return Rect(left, top, max(0, right - left), max(0, bottom - top))
-
-    def grow(self, margin: int) -> Rect:
-        return Rect(
-            self.left - margin, self.top - margin, self.width + 2 * margin, self.height + 2 * margin
-        )
-
-
-def context_margin(box: Rect, fraction: float = MARGIN_FRACTION, minimum: int = MIN_MARGIN) -> int:
-    """How many pixels of context to keep around a selection's bounding box."""
-    return max(minimum, int(round(fraction * max(box.width, box.height))))
-
-
-# ----------------------------------------------------------------------------- pixels
-def swap_red_blue(data: bytes | bytearray | memoryview) -> bytes:
-    """BGRA <-> RGBA for 4-byte pixels (the same swap both ways)."""
-    src = bytes(data)
-    if len(src) % 4:
-        raise PluginError(f"pixel data of {len(src)} bytes is not whole 4-byte pixels")
-    out = bytearray(src)
-    out[0::4] = src[2::4]
-    out[2::4] = src[0::4]
-    return bytes(out)
-
-
-bgra_to_rgba = swap_red_blue
-rgba_to_bgra = swap_red_blue
-
-
 # ----------------------------------------------------------------------------- checks
 def check_layer(node: KritaNode | None) -> KritaNode:
     """The node to edit, or PluginError saying why it cannot be edited."""
@@ -145,46 +98,26 @@ def check_layer(node: KritaNode | None) -> KritaNode:
             "select a paint layer (or convert this one to a paint layer)"
         )
     model, depth = str(node.colorModel()), str(node.colorDepth())
-    if model != COLOR_MODEL or depth != COLOR_DEPTH:
+    if not depths.supported(model, depth):
         raise PluginError(
-            f"the layer '{node.name()}' is {model}/{depth}: CDS needs 8-bit RGBA "
-            "(Image > Convert Image Color Space > RGB/Alpha, 8-bit integer)"
+            f"the layer '{node.name()}' is {model}/{depth}: CDS needs RGB/Alpha at 8 or "
+            "16-bit integer or 16 or 32-bit float (Image > Convert Image Color Space)"
         )
     return node
 
 
 # ----------------------------------------------------------------------------- request
 @dataclass(frozen=True)
-class EditParams:
-    source: str
-    target: str
-    mode: str = "cds"
-    steps: int = 200
-    extra_settings: dict = field(default_factory=dict)
-
-    def settings(self) -> dict:
-        return {**self.extra_settings, "mode": self.mode, "steps": int(self.steps)}
-
-
-def check_params(params: EditParams) -> None:
-    if not params.source.strip():
-        raise PluginError("the source prompt is empty: describe what the picture shows now")
-    if not params.target.strip():
-        raise PluginError("the target prompt is empty: describe what it should show")
-    if params.mode not in MODES:
-        raise PluginError(f"mode {params.mode!r}: expected one of {', '.join(MODES)}")
-    if not 1 <= int(params.steps) <= 100_000:
-        raise PluginError(f"steps={params.steps}: expected 1..100000")
-
-
-@dataclass(frozen=True)
 class Crop:
     """What is sent: a box of the layer (image coordinates), its RGBA pixels and the mask."""
 
     box: Rect
-    rgba: bytes
+    rgba: bytes  # 8-bit sRGB RGBA, what the model gets
     mask: bytes | None  # one byte per pixel of ``box``; None = edit the whole box
     layer_name: str
+    #: The layer's own pixels in the box (pixelData, at the layer's depth) and their format.
+    raw: bytes
+    fmt: pixelformat.PixelFormat
 
 
 def plan_box(doc: KritaDocument, node: KritaNode) -> tuple[Rect, KritaSelection | None]:
@@ -210,43 +143,58 @@ def read_crop(doc: KritaDocument, node: KritaNode) -> Crop:
     """Read the source pixels (RGBA) and the mask; the layer itself is only read."""
     check_layer(node)
     box, selection = plan_box(doc, node)
-    bgra = bytes(node.pixelData(box.left, box.top, box.width, box.height))
-    if len(bgra) != box.width * box.height * 4:
+    fmt = depths.pixel_format(node)
+    raw = bytes(node.pixelData(box.left, box.top, box.width, box.height))
+    if len(raw) != box.width * box.height * fmt.pixel_bytes:
         raise PluginError(
-            f"Krita returned {len(bgra)} bytes for a {box.width}x{box.height} RGBA area; "
-            "is the layer 8-bit RGBA?"
+            f"Krita returned {len(raw)} bytes for a {box.width}x{box.height} area of "
+            f"{node.colorModel()}/{node.colorDepth()} pixels, "
+            f"expected {fmt.pixel_bytes} bytes a pixel"
         )
     mask = None
     if selection is not None:
         mask = bytes(selection.pixelData(box.left, box.top, box.width, box.height))
         if not any(mask):
             raise PluginError("the selection is empty inside the layer: select what to edit")
-    return Crop(box, bgra_to_rgba(bgra), mask, str(node.name()))
-
-
-def layer_name(target: str) -> str:
-    """The new layer's name: the target prompt, on one line, shortened with an ellipsis."""
-    name = " ".join(target.split())
-    if len(name) > MAX_LAYER_NAME:
-        name = name[: MAX_LAYER_NAME - 1].rstrip() + "\u2026"
-    return name or "CDS edit"
+    return Crop(box, pixelformat.to_rgba8(raw, fmt), mask, str(node.name()), raw, fmt)
 
 
 # ----------------------------------------------------------------------------- result
-def insert_result(
-    doc: KritaDocument, source: KritaNode, box: Rect, rgba: bytes, name: str
-) -> KritaNode:
-    """Add a new paint layer right above ``source`` holding ``rgba`` at ``box``."""
+def result_pixels(crop: Crop, rgba: bytes) -> bytes:
+    """The 8-bit RGBA result at the source layer's format: the source's own bytes where the
+    mask is 0 (and its alpha everywhere), blended by the mask inside (see pixelformat)."""
+    box = crop.box
     if len(rgba) != box.width * box.height * 4:
         raise PluginError(
             f"the result has {len(rgba)} bytes, expected {box.width}x{box.height} RGBA pixels"
         )
+    try:
+        return pixelformat.composite(crop.raw, rgba, crop.mask, crop.fmt)
+    except pixelformat.PixelFormatError as exc:
+        raise PluginError(str(exc)) from None
+
+
+def insert_result(
+    doc: KritaDocument, source: KritaNode, crop: Crop, rgba: bytes, name: str
+) -> KritaNode:
+    """Add a new paint layer right above ``source``, in its colour space, holding the
+    result ``rgba`` (8-bit RGBA of ``crop.box``) composited over the crop's source pixels."""
+    box = crop.box
+    pixels = result_pixels(crop, rgba)
     parent = source.parentNode()
     if parent is None:
         raise PluginError(f"the layer '{source.name()}' has no parent: cannot insert above it")
     layer = doc.createNode(name, "paintlayer")
     if layer is None or not parent.addChildNode(layer, source):
         raise PluginError(f"Krita refused to add the layer '{name}' above '{source.name()}'")
-    layer.setPixelData(rgba_to_bgra(rgba), box.left, box.top, box.width, box.height)
+    wanted = depths.color_space(source)
+    if depths.color_space(layer) != wanted:
+        layer.setColorSpace(*wanted)  # a layer converted away from the document's space
+        if depths.color_space(layer) != wanted:
+            raise PluginError(
+                f"Krita made the new layer {'/'.join(depths.color_space(layer))}, "
+                f"not {'/'.join(wanted)} like '{source.name()}'"
+            )
+    layer.setPixelData(pixels, box.left, box.top, box.width, box.height)
     doc.refreshProjection()
     return layer

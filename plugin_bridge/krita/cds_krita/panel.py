@@ -8,8 +8,7 @@ reads messages that have already arrived.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 from .logic import EditParams, KritaDocument, KritaNode, PluginError
 from .qt import QtCore, QtWidgets
@@ -21,7 +20,8 @@ POLL_MS = 100
 DEFAULT_STEPS = 200
 MODES = (("CDS (keeps structure)", "cds"), ("DDS (baseline)", "dds"))
 
-#: Returns the document and the layer to edit, or raises PluginError.
+#: Returns the document and the layer to edit, or raises PluginError. (``typing.Callable``:
+#: ``collections.abc.Callable`` cannot be subscripted at run time on Python 3.8, Krita 5.0/5.1's.)
 TargetProvider = Callable[[], "tuple[KritaDocument, KritaNode]"]
 
 

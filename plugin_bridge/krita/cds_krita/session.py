@@ -9,13 +9,14 @@ in the docker, in kritarunner tests and in unit tests with a fake document and c
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from .cds_bridge import client as bridge_client
+from .cds_bridge import plugin_common as common
 from .cds_bridge import pngcodec
 from .cds_bridge import protocol as proto
+from .cds_bridge.plugin_common import NETWORK_TIMEOUT, bridge_address  # noqa: F401
 from .logic import (
     Crop,
     EditParams,
@@ -31,8 +32,6 @@ from .logic import (
 log = logging.getLogger(__name__)
 
 CLIENT_NAME = "cds-krita"
-#: Environment overrides for where the bridge listens (defaults: 127.0.0.1:47860).
-HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
 #: Most messages handled per poll, so one timer tick stays short.
 MAX_MESSAGES_PER_POLL = 32
 
@@ -49,24 +48,8 @@ class Update:
     ok: bool = False
 
 
-def bridge_address() -> tuple[str, int]:
-    """(host, port) of the bridge: $CDS_BRIDGE_HOST / $CDS_BRIDGE_PORT or the defaults."""
-    host = os.environ.get(HOST_ENV, "").strip() or proto.DEFAULT_HOST
-    raw = os.environ.get(PORT_ENV, "").strip()
-    if not raw:
-        return host, bridge_client.DEFAULT_PORT
-    try:
-        port = int(raw)
-    except ValueError:
-        raise PluginError(f"${PORT_ENV}={raw!r}: expected a port number") from None
-    if not 1 <= port <= 65535:
-        raise PluginError(f"${PORT_ENV}={port}: expected a port number in 1..65535")
-    return host, port
-
-
-def make_client(timeout: float = 10.0) -> bridge_client.BridgeClient:
-    host, port = bridge_address()
-    return bridge_client.BridgeClient(host, port, timeout=timeout, client_name=CLIENT_NAME)
+def make_client(timeout: float = NETWORK_TIMEOUT) -> bridge_client.BridgeClient:
+    return common.make_client(CLIENT_NAME, timeout)
 
 
 def user_message(exc: BaseException) -> str:
@@ -86,6 +69,8 @@ class EditSession:
         self.job: str | None = None
         self.crop: Crop | None = None
         self.new_layer: KritaNode | None = None
+        #: The bridge's 8-bit RGBA answer for the box (before compositing at the layer's depth).
+        self.result_rgba: bytes | None = None
         self.error: str | None = None
         self._pngs: tuple[bytes, bytes | None] | None = None
 
@@ -179,7 +164,8 @@ class EditSession:
                 f"the result is {image.width}x{image.height}, expected {box.width}x{box.height}"
             )
         name = layer_name(self.params.target)
-        return insert_result(self.doc, self.node, box, image.rgba, name)
+        self.result_rgba = image.rgba
+        return insert_result(self.doc, self.node, self.crop, image.rgba, name)
 
     def _fail(self, text: str) -> Update:
         self.state, self.error = FAILED, text

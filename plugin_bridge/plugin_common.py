@@ -1,0 +1,235 @@
+"""What the Krita and GIMP plug-ins share: geometry, the edit's parameters and their checks,
+where the bridge is and how long to wait for it.
+
+Standard library only and Python 3.8+ (Krita and GIMP run plug-ins on their own Python):
+tools/build_plugins.py vendors this module, with ``protocol``, ``client`` and ``pngcodec``,
+into each plug-in's ``cds_bridge`` sub-package. Nothing here knows about Krita or GIMP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from . import client as bridge_client
+from . import protocol as proto
+
+#: Context kept around the selection: a fraction of the box's long side, at least MIN_MARGIN.
+MARGIN_FRACTION = 0.5
+MIN_MARGIN = 16
+#: The new layer's name is the target prompt, shortened to this many characters.
+MAX_LAYER_NAME = 60
+FALLBACK_LAYER_NAME = "CDS edit"
+MODES = ("cds", "dds")
+#: Optimisation steps offered by both plug-ins' dialogs (the engine's default is 200).
+DEFAULT_STEPS = 200
+MIN_STEPS, MAX_STEPS = 1, 2000
+#: Environment overrides for where the bridge listens (defaults: 127.0.0.1:47860).
+HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
+#: Seconds one network operation may take: connecting, the handshake, sending a request,
+#: the answer to a ping. docs/bridge-protocol.md gives the server the same 10 s for the
+#: handshake.
+NETWORK_TIMEOUT = 10.0
+#: Seconds of silence from the bridge during an edit after which a plug-in pings it (a live
+#: bridge answers a ping at once, even while the model computes).
+QUIET_BEFORE_PING = 5.0
+
+
+class PluginError(Exception):
+    """A user mistake or a refused document; ``str()`` is a one-line, user-readable message."""
+
+
+# ----------------------------------------------------------------------------- geometry
+class Rect(NamedTuple):
+    """A box in image coordinates: left, top, width, height."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @property
+    def right(self) -> int:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.height
+
+    @property
+    def empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    @classmethod
+    def of(cls, qrect: Any) -> Rect:
+        """From a QRect (or anything with x()/y()/width()/height())."""
+        return cls(int(qrect.x()), int(qrect.y()), int(qrect.width()), int(qrect.height()))
+
+    def intersect(self, other: Rect) -> Rect:
+        left, top = max(self.left, other.left), max(self.top, other.top)
+        right, bottom = min(self.right, other.right), min(self.bottom, other.bottom)
+        return Rect(left, top, max(0, right - left), max(0, bottom - top))
+
+    def grow(self, margin: int) -> Rect:
+        return Rect(
+            self.left - margin, self.top - margin, self.width + 2 * margin, self.height + 2 * margin
+        )
+
+
+def context_margin(box: Rect, fraction: float = MARGIN_FRACTION, minimum: int = MIN_MARGIN) -> int:
+    """How many pixels of context to keep around a selection's bounding box."""
+    return max(minimum, int(round(fraction * max(box.width, box.height))))
+
+
+def layer_name(target: str) -> str:
+    """The new layer's name: the target prompt, on one line, shortened with an ellipsis."""
+    name = " ".join(target.split())
+    if len(name) > MAX_LAYER_NAME:
+        name = name[: MAX_LAYER_NAME - 1].rstrip() + "\u2026"
+    return name or FALLBACK_LAYER_NAME
+
+
+# ----------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class EditParams:
+    """What the user asked for. ``extra_settings`` (a dict or (key, value) pairs) is sent
+    too; ``mode`` and ``steps`` override keys of the same name in it."""
+
+    source: str
+    target: str
+    mode: str = "cds"
+    steps: int = DEFAULT_STEPS
+    extra_settings: Any = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        return {**dict(self.extra_settings), "mode": self.mode, "steps": int(self.steps)}
+
+
+def check_params(params: EditParams) -> None:
+    """PluginError with one line saying what is wrong, before anything is sent."""
+    if not params.source.strip():
+        raise PluginError("the source prompt is empty: describe what the layer shows now")
+    if not params.target.strip():
+        raise PluginError("the target prompt is empty: describe what it should show")
+    if params.mode not in MODES:
+        raise PluginError(f"mode {params.mode!r}: expected one of {', '.join(MODES)}")
+    try:
+        steps = int(params.steps)
+    except (TypeError, ValueError):
+        raise PluginError(f"steps={params.steps!r}: expected a whole number") from None
+    if not MIN_STEPS <= steps <= MAX_STEPS:
+        raise PluginError(f"steps={steps}: expected {MIN_STEPS}..{MAX_STEPS}")
+
+
+# ----------------------------------------------------------------------------- the bridge
+def bridge_address() -> tuple[str, int]:
+    """(host, port) of the bridge: $CDS_BRIDGE_HOST / $CDS_BRIDGE_PORT or the defaults."""
+    host = os.environ.get(HOST_ENV, "").strip() or proto.DEFAULT_HOST
+    raw = os.environ.get(PORT_ENV, "").strip()
+    if not raw:
+        return host, bridge_client.DEFAULT_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise PluginError(f"${PORT_ENV}={raw!r}: expected a port number") from None
+    if not 1 <= port <= 65535:
+        raise PluginError(f"${PORT_ENV}={port}: expected a port number in 1..65535")
+    return host, port
+
+
+def make_client(client_name: str, timeout: float = NETWORK_TIMEOUT) -> bridge_client.BridgeClient:
+    """A (not yet connected) client for the bridge at :func:`bridge_address`."""
+    host, port = bridge_address()
+    return bridge_client.BridgeClient(host, port, timeout=timeout, client_name=client_name)
+
+
+# ----------------------------------------------------------------------------- precision
+#: Component types of high-bit-depth documents: struct code and largest value (None: float).
+COMPONENT_TYPES = {
+    "u8": ("B", 255),
+    "u16": ("H", 65535),
+    "u32": ("I", 4294967295),
+    "half": ("e", None),
+    "float": ("f", None),
+    "double": ("d", None),
+}
+HALF_MAX = 65504.0
+#: Runs of unselected (0), fully selected (255) and partly selected mask bytes.
+_MASK_RUNS = re.compile(b"\x00+|\xff+|[\x01-\xfe]+")
+
+
+class PixelLayout(NamedTuple):
+    """How a document stores a pixel: ``components`` values of ``component_type`` (a key of
+    COMPONENT_TYPES, native byte order), the last one alpha when ``has_alpha``."""
+
+    components: int
+    component_type: str
+    has_alpha: bool
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.components * struct.calcsize(COMPONENT_TYPES[self.component_type][0])
+
+
+def compose_result(
+    source: bytes, result: bytes, sent: bytes, mask: bytes | None, layout: PixelLayout
+) -> bytes:
+    """The new layer's pixels at the document's own precision.
+
+    All four buffers cover the same box in the document's native format (``layout``):
+    ``source`` holds the source layer's pixels, ``result`` the bridge's 8-bit result and
+    ``sent`` the 8-bit pixels that were sent, both converted to that format; ``mask`` has
+    one byte per pixel (None: the whole box was edited). Per pixel, with m = mask / 255:
+
+    * m = 0: the source pixel, bit for bit;
+    * m = 1: the result (so the edit has 8-bit precision);
+    * in between: result + (1 - m) * (source - sent): the result plus the unselected share
+      of the precision the 8-bit copy lost (float values outside 0..1 included);
+    * alpha is the source's everywhere (the engine never changes alpha).
+    """
+    size = layout.bytes_per_pixel
+    pixels = len(source) // size
+    if not len(source) == len(result) == len(sent) == pixels * size:
+        raise PluginError("pixel buffers of different sizes: cannot compose the result")
+    if mask is not None and len(mask) != pixels:
+        raise PluginError(f"the mask has {len(mask)} pixels, expected {pixels}")
+    out = bytearray(result)
+    for run in _MASK_RUNS.finditer(mask or b""):
+        start, end = run.span()
+        if mask[start] == 0:
+            out[start * size : end * size] = source[start * size : end * size]
+        elif mask[start] != 255:
+            _blend_run(out, source, sent, mask, start, end, layout)
+    if layout.has_alpha:  # the last component of every pixel, copied from the source
+        width = size // layout.components
+        first = size - width
+        for k in range(first, size):
+            out[k::size] = source[k::size]
+    return bytes(out)
+
+
+def _blend_run(
+    out: bytearray, source: bytes, sent: bytes, mask: bytes, start: int, end: int, layout
+) -> None:
+    """out = out + (1 - m) * (source - sent) for the partly selected pixels start..end."""
+    code, maximum = COMPONENT_TYPES[layout.component_type]
+    n = layout.components
+    fmt = f"={(end - start) * n}{code}"
+    offset = start * layout.bytes_per_pixel
+    res = struct.unpack_from(fmt, out, offset)
+    src = struct.unpack_from(fmt, source, offset)
+    low = struct.unpack_from(fmt, sent, offset)
+    values = list(res)
+    for i in range(end - start):
+        keep = 1.0 - mask[start + i] / 255.0
+        for c in range(i * n, (i + 1) * n):
+            value = res[c] + keep * (src[c] - low[c])
+            if maximum is not None:
+                value = min(maximum, max(0, int(round(value))))
+            elif code == "e":
+                value = min(HALF_MAX, max(-HALF_MAX, value))
+            values[c] = value
+    struct.pack_into(fmt, out, offset, *values)
