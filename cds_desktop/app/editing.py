@@ -78,7 +78,9 @@ class EditController(QObject):
         self.engine_options = engine_options or dict
         #: asked when the active layer's mask is empty; True = edit the whole layer
         self.ask_whole_layer: Callable[[Layer], bool] = lambda _layer: False
-        self._history_ids = itertools.count(1)
+        self.last_history_id = 0  # history ids are unique within a document's history
+        #: the device the last edit ran on ("" before the first edit)
+        self.device_in_use = ""
         self._running: int | None = None  # the app job whose preview is shown
         self.worker.started.connect(self._on_started)
         self.worker.progressed.connect(self._on_progress)
@@ -136,6 +138,10 @@ class EditController(QObject):
         """Which target of a several-target job the live preview shows."""
         self.worker.preview_index = max(0, int(index))
 
+    def note_history_id(self, history_id: int) -> None:
+        """A history entry with this id exists (a reopened .ora): new ids come after it."""
+        self.last_history_id = max(self.last_history_id, int(history_id))
+
     def cancel_all(self) -> None:
         self.worker.cancel_all()
 
@@ -151,6 +157,7 @@ class EditController(QObject):
         self.set_preview_index(0)
         self.targetsChanged.emit(list(record.request.target_prompts))
         if device:
+            self.device_in_use = device
             self.deviceChanged.emit(device)
 
     def _on_progress(self, update: Update) -> None:
@@ -191,7 +198,8 @@ class EditController(QObject):
         results = update.results or ((update.result,) if update.result is not None else ())
         added = []
         for target, result in zip(request.target_prompts, results, strict=False):
-            history_id = next(self._history_ids)
+            self.last_history_id += 1
+            history_id = self.last_history_id
             layer = Layer(
                 name=unique_name(self.state.doc, f"{target} (seed {request.settings.seed})"),
                 pixels=result.image,
