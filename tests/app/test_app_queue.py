@@ -110,6 +110,7 @@ def test_the_panel_never_says_ready_while_a_plugin_job_waits_or_runs(qtbot, make
     qtbot.waitUntil(lambda: "step 3/200" in window.progress.bar.format())
     assert window.progress.status.text() == "GIMP: editing: b"
     assert row_texts(window) == ["[GIMP] b step 3/200"]
+    assert window.actions["cancel"].isEnabled()  # Edit > Cancel edit reaches plug-in jobs too
     window.progress.cancel.click()
     assert gimp.cancelled
     queue.play(gimp, EventKind.CANCELLED, message="cancelled at step 3/200")
