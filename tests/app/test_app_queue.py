@@ -233,3 +233,24 @@ def test_empty_source_prompt_is_refused_before_queueing(qtbot, make_window, circ
     window.prompt.edit_button.click()
     assert queue.submitted == []
     assert "source prompt is empty" in window.progress.error.text()
+
+
+# ----------------------------------------------------------------------------- thin masks
+def test_a_thin_mask_along_the_image_edge_edits(qtbot, window, tmp_path, fast_values):
+    """A one-pixel strip along the top edge (drawn with the Rect tool past the edge) used to
+    end in "internal error ... Output size is too small"."""
+    path = tmp_path / "wide.png"
+    Image.new("RGB", (192, 128), (90, 90, 90)).save(path)
+    window.open_path(path)
+    source = window.state.active_layer
+    paint_stroke(window, [(40, -6), (140, 1)], tool="rect")
+    assert source.mask[0, 40:140].all() and not source.mask[1:].any()
+    window.prompt.set_values(fast_values())
+    finished = []
+    window.worker.finished.connect(lambda update, record: finished.append(update))
+    window.prompt.edit_button.click()
+    qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT)
+    assert finished[0].kind is EventKind.DONE, finished[0].error
+    assert not window.progress.error.isVisible()
+    result = window.state.doc.layers[-1]
+    assert np.array_equal(result.pixels[1:], source.pixels[1:])
