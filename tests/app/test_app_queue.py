@@ -254,3 +254,24 @@ def test_a_thin_mask_along_the_image_edge_edits(qtbot, window, tmp_path, fast_va
     assert not window.progress.error.isVisible()
     result = window.state.doc.layers[-1]
     assert np.array_equal(result.pixels[1:], source.pixels[1:])
+
+
+def test_several_targets_run_for_real_as_one_shared_edit(qtbot, window, circle_png, fast_values):
+    window.open_path(circle_png)
+    source = window.state.active_layer
+    paint_stroke(window, [(14, 20), (34, 20)])
+    window.prompt.set_values(fast_values(targets="a blue circle\na green square", steps=30))
+    finished, previews = [], []
+    window.worker.finished.connect(lambda update, record: finished.append(update))
+    window.worker.progressed.connect(lambda update: previews.append(update.preview is not None))
+    window.prompt.edit_button.click()
+    qtbot.waitUntil(window.progress.preview_target.isVisible, timeout=RUN_TIMEOUT)
+    window.progress.preview_target.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT)
+    assert finished[0].kind is EventKind.DONE, finished[0].error
+    names = [layer.name for layer in window.state.doc.layers]
+    assert names == ["circle", "a blue circle (seed 0)", "a green square (seed 0)"]
+    blue, green = window.state.doc.layers[1:]
+    assert blue.source_uid == green.source_uid == source.uid
+    assert not np.array_equal(blue.pixels, green.pixels)
+    assert any(previews) and window.worker.preview_index == 1
