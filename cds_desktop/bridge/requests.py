@@ -92,7 +92,12 @@ class EditSpec:
         return image, mask
 
     def engine_request(
-        self, image: np.ndarray, mask: np.ndarray | None, choice: ModelChoice, tag: Any
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+        choice: ModelChoice,
+        tag: Any,
+        origin: str = "client",
     ) -> J.EditRequest:
         return J.EditRequest(
             image=image,
@@ -107,6 +112,7 @@ class EditSpec:
             dtype=choice.dtype,
             vae_backend=choice.vae_backend,
             tag=tag,
+            origin=origin,
         )
 
 

@@ -236,6 +236,7 @@ class BridgeServer:
             budget=self.budget,
             name=conn.name,
             tag=conn.id,
+            origin=conn.client_name,
         )
 
     def leave(self, conn: Connection) -> None:

@@ -97,6 +97,7 @@ class ClientSession:
         budget: ByteBudget | None = None,
         name: str = "client",
         tag: Any = None,
+        origin: str = "client",
     ) -> None:
         self.send = send
         self.submit = submit
@@ -106,6 +107,7 @@ class ClientSession:
         self.budget = budget if budget is not None else ByteBudget(limits.max_queued_bytes)
         self.name = name
         self.tag = tag
+        self.origin = origin  # EditRequest.origin: the client's name from its hello
         self._jobs: dict[str, _JobState] = {}
         self._lock = threading.Lock()
         self._ended = False
@@ -194,7 +196,7 @@ class ClientSession:
         state.reserved = size
         placeholder = np.empty((0, 0, 4), np.uint8)  # replaced by prepare()
         request = spec.engine_request(
-            placeholder, None, self.choice(), ("bridge", self.tag, spec.job)
+            placeholder, None, self.choice(), ("bridge", self.tag, spec.job), origin=self.origin
         )
         try:
             job = self.submit(request, self._listener(state), self._preparer(state))
