@@ -361,7 +361,8 @@ def part_edit(args, plan, device) -> dict:
 def part_multi(args, plan, device) -> dict:
     import numpy as np
 
-    from cds_desktop.engine import EditSettings, cds, run_edit
+    from cds_desktop.engine import EditSettings, run_edit
+    from cds_desktop.engine import editing as cds
 
     if not hasattr(cds, "run_edits"):
         raise Unavailable("this checkout's engine has no run_edits (shared-source multi-target)")
@@ -607,7 +608,8 @@ def part_precision(args, plan, device) -> dict:
 def part_seed(args, plan, device) -> dict:
     import numpy as np
 
-    from cds_desktop.engine import EditSettings, cds, edit
+    from cds_desktop.engine import EditSettings, edit
+    from cds_desktop.engine import cds as cds_engine
     from cds_desktop.engine.models import load_model
 
     settings = EditSettings(steps=plan.seed_steps, working_size=32, seed=7, preview_every=0)
@@ -623,7 +625,7 @@ def part_seed(args, plan, device) -> dict:
         "steps": plan.seed_steps,
         "max_pixel_diff": int(diff.max()),
         "mean_pixel_diff": float(diff.mean()),
-        "cpu_draws": hasattr(cds, "Draws"),
+        "cpu_draws": hasattr(cds_engine, "Draws"),
     }
 
 

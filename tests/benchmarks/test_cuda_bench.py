@@ -53,7 +53,7 @@ def test_quick_run_completes_every_part(quick_run):
     results = data["results"]
     assert set(results) == set(ALL_PARTS)
     expected_unavailable = set()
-    if not _engine_has("cds_desktop.engine.cds", "run_edits"):
+    if not _engine_has("cds_desktop.engine.editing", "run_edits"):
         expected_unavailable.add("multi")
     if not _engine_has("cds_desktop.engine.conditioning"):
         expected_unavailable.add("sdxl")
