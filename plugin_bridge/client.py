@@ -17,6 +17,11 @@ iterating ``events``. One client object is meant for one thread.
 Command line (PNG in, PNG out; the image is sent as-is, the result written atomically)::
 
     python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a dog" -o OUT.png
+
+A bridge on another computer (``cds-desktop --serve --remote``) is reached over TLS: pass its
+host (and, the first time, the fingerprint it printed; otherwise the first certificate seen
+is pinned, see :mod:`.pinning`) and give the token with ``$CDS_BRIDGE_TOKEN`` or
+``--token-file``.
 """
 
 from __future__ import annotations
@@ -33,19 +38,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import auth, config, pinning
 from . import protocol as p
+from .config import config_dir, token_path  # noqa: F401 - public names of this module
 from .pngcodec import PngError, read_png_size
 
 DEFAULT_PORT = p.DEFAULT_PORT
 DEFAULT_TIMEOUT = 30.0
-APP_NAME = "cds-desktop"
-TOKEN_FILE = "bridge-token"
+APP_NAME = config.APP_NAME
+TOKEN_FILE = config.TOKEN_FILE
 START_HINT = "start it with `cds-desktop --serve`"
 
 # Client-side error codes (never sent by the server).
 NOT_RUNNING = "NOT_RUNNING"
 NO_TOKEN = "NO_TOKEN"
 CONNECTION_LOST = "CONNECTION_LOST"
+#: the server's TLS certificate is not the pinned/expected one
+FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
 
 
 class BridgeError(Exception):
@@ -60,29 +69,19 @@ class BridgeError(Exception):
 
 
 # ----------------------------------------------------------------------------- token
-def config_dir() -> Path:
-    """The per-user config folder of cds-desktop (same rule as the server).
-
-    Linux/BSD: $XDG_CONFIG_HOME (or ~/.config) / cds-desktop; macOS: ~/Library/Application
-    Support/cds-desktop; Windows: %APPDATA%/cds-desktop.
-    """
-    if sys.platform.startswith("win"):
-        base = os.environ.get("APPDATA", "").strip() or os.path.expanduser("~/AppData/Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
-    return Path(base) / APP_NAME
-
-
-def token_path() -> Path:
-    """Where the server keeps the shared secret (created on its first run, mode 0600)."""
-    return config_dir() / TOKEN_FILE
-
-
 def read_token(path: str | os.PathLike | None = None) -> str:
-    """The bridge token, or BridgeError(NO_TOKEN) with a hint if the file is missing."""
-    path = Path(path) if path is not None else token_path()
+    """The bridge token: from ``path`` if given, else ``$CDS_BRIDGE_TOKEN`` if set, else the
+    token file (:func:`token_path`; on Windows also the pre-2 roaming location). Raises
+    BridgeError(NO_TOKEN) with a hint."""
+    if path is None:
+        from_env = os.environ.get(config.TOKEN_ENV, "").strip()
+        if from_env:
+            return from_env
+        path = token_path()
+        legacy = config.legacy_token_path()
+        if legacy is not None and not path.exists() and legacy.exists():
+            path = legacy
+    path = Path(path)
     try:
         token = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
@@ -107,8 +106,21 @@ class BridgeClient:
         timeout: float = DEFAULT_TIMEOUT,
         client_name: str = "plugin_bridge.client",
         limits: p.Limits = p.Limits(),
+        tls: bool | None = None,
+        fingerprint: str | None = None,
+        pins: pinning.PinStore | None = None,
     ) -> None:
+        """``tls``: None = TLS exactly when ``host`` is not a loopback address (a bridge on
+        another computer always uses TLS). ``fingerprint``: the server certificate's SHA-256
+        as the server printed it; without it the first certificate seen is pinned in
+        ``pins`` (default: known-bridges.json in the config folder) and must match later."""
         self.host, self.port, self.timeout = host, port, timeout
+        self.tls = (not config.is_loopback(host)) if tls is None else bool(tls)
+        self.fingerprint = fingerprint
+        self.pins = pins
+        #: the server certificate's fingerprint (TLS only), and whether it was pinned just now
+        self.server_fingerprint: str | None = None
+        self.pinned_now = False
         self.client_name = client_name
         self.limits = limits
         self._token = token
@@ -138,15 +150,50 @@ class BridgeClient:
                 NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {START_HINT}"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        binding = ""
+        if self.tls:  # ---- TLS + certificate pinning (remote bridges): before any byte
+            sock, binding = self._secure(sock)
+        elif not config.is_loopback(self.host):
+            sock.close()
+            raise BridgeError(
+                p.BAD_REQUEST, f"{self.host} is not this computer: a remote bridge needs TLS"
+            )
         self._sock, self._stream = sock, p.SocketStream(sock)
         try:
-            self.welcome = self._authenticate(token)
+            self.welcome = self._authenticate(token, binding)
         except BaseException:
             self.close()
             raise
         return self.welcome
 
-    def _authenticate(self, token: str) -> p.Message:
+    def _secure(self, sock: socket.socket):
+        """TLS handshake and pin check. Returns (TLS socket, channel binding)."""
+        import ssl
+
+        where = f"{self.host}:{self.port}"
+        try:
+            tls_sock = pinning.client_context().wrap_socket(sock)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise BridgeError(
+                CONNECTION_LOST,
+                f"TLS handshake with {where} failed ({exc}): is it a `cds-desktop --serve "
+                "--remote` bridge? (a bridge on this computer without --remote: use 127.0.0.1)",
+            ) from None
+        try:
+            der = tls_sock.getpeercert(binary_form=True) or b""
+            store = self.pins if self.pins is not None else pinning.PinStore()
+            self.pinned_now = pinning.check(der, self.host, self.port, self.fingerprint, store)
+        except pinning.PinError as exc:
+            tls_sock.close()
+            raise BridgeError(FINGERPRINT_MISMATCH, str(exc)) from None
+        self.server_fingerprint = pinning.fingerprint(der)
+        return tls_sock, self.server_fingerprint
+
+    def _authenticate(self, token: str, binding: str = "") -> p.Message:
+        """Handshake, then the mutual challenge-response of :mod:`.auth`: the token itself is
+        never sent, and nothing is sent that depends on it before the server has proved it
+        knows it too."""
         self._guard(lambda: p.write_handshake(self._stream))
         version = self._guard(lambda: p.read_handshake(self._stream))
         if version != p.PROTOCOL_VERSION:
@@ -155,13 +202,31 @@ class BridgeClient:
                 f"the bridge speaks protocol {version}, this client {p.PROTOCOL_VERSION}: "
                 "update the plug-in or cds-desktop",
             )
-        self._send(p.hello(token, self.client_name))
+        nonce = auth.new_nonce()
+        self._send(p.hello(self.client_name, nonce))
+        challenge = self._expect(p.CHALLENGE, "the hello")
+        server_nonce = challenge.get("nonce")
+        if not auth.valid_nonce(server_nonce) or not auth.verify(
+            challenge.get("proof"), token, auth.SERVER, nonce, server_nonce, binding
+        ):
+            self.close()
+            raise BridgeError(
+                p.AUTH_FAILED,
+                f"the program at {self.host}:{self.port} could not prove it knows the bridge "
+                "token: the token you have is not this bridge's (copy it again), or another "
+                "program holds the port",
+            )
+        proof = auth.proof(token, auth.CLIENT, nonce, server_nonce, binding)
+        self._send(p.auth_reply(proof))
+        return self._expect(p.WELCOME, "the authentication")
+
+    def _expect(self, kind: str, after: str) -> p.Message:
         reply = self._read(self.timeout)
         if reply is None:
-            raise BridgeError(p.TIMEOUT, "the bridge did not answer the hello")
+            raise BridgeError(p.TIMEOUT, f"the bridge did not answer {after}")
         _raise_if_error(reply)
-        if reply.type != p.WELCOME:
-            raise BridgeError(p.BAD_REQUEST, f"expected welcome, got {reply.type!r}")
+        if reply.type != kind:
+            raise BridgeError(p.BAD_REQUEST, f"expected {kind}, got {reply.type!r}")
         return reply
 
     def close(self) -> None:
@@ -298,7 +363,7 @@ class BridgeClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._sock is None:
                 raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
-            ready, _, _ = select.select([self._sock], [], [], left)
+            ready = _buffered(self._sock) or select.select([self._sock], [], [], left)[0]
             if not ready:
                 return None
             msg = self._guard(lambda: p.read_message(self._stream, self.limits))
@@ -332,6 +397,12 @@ class BridgeClient:
         except OSError as exc:
             self.close()
             raise BridgeError(CONNECTION_LOST, f"connection to the bridge lost ({exc})") from None
+
+
+def _buffered(sock) -> bool:
+    """Decrypted bytes waiting inside a TLS socket (select() cannot see them)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 def _raise_if_error(msg: p.Message) -> None:

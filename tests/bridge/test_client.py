@@ -30,6 +30,7 @@ def free_port() -> int:
 
 def test_token_path_follows_xdg_like_platformdirs(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("CDS_CONFIG_DIR", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert C.token_path() == tmp_path / "cds-desktop" / "bridge-token"
     assert C.token_path().parent == Path(platformdirs.user_config_dir("cds-desktop"))
@@ -38,10 +39,13 @@ def test_token_path_follows_xdg_like_platformdirs(monkeypatch, tmp_path):
     assert C.token_path().parent == Path(platformdirs.user_config_dir("cds-desktop"))
 
 
-def test_token_path_on_windows_and_macos(monkeypatch, tmp_path):
+def test_token_path_on_windows_is_local_not_roaming_and_on_macos(monkeypatch, tmp_path):
+    """Platforms faked: sys.platform and the environment (no Windows/macOS machine here)."""
+    monkeypatch.delenv("CDS_CONFIG_DIR", raising=False)
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setenv("APPDATA", str(tmp_path))
-    assert C.token_path() == tmp_path / "cds-desktop" / "bridge-token"
+    monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    assert C.token_path() == tmp_path / "Local" / "cds-desktop" / "bridge-token"
     monkeypatch.setattr(sys, "platform", "darwin")
     expected = Path.home() / "Library" / "Application Support" / "cds-desktop" / "bridge-token"
     assert C.token_path() == expected
