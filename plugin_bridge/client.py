@@ -48,6 +48,7 @@ DEFAULT_TIMEOUT = 30.0
 APP_NAME = config.APP_NAME
 TOKEN_FILE = config.TOKEN_FILE
 START_HINT = "start it with `cds-desktop --serve`"
+REMOTE_START_HINT = "start it on that computer with `cds-desktop --serve --remote ADDRESS`"
 
 # Client-side error codes (never sent by the server).
 NOT_RUNNING = "NOT_RUNNING"
@@ -139,25 +140,25 @@ class BridgeClient:
         if self._sock is not None:
             return self.welcome
         token = self._token if self._token is not None else read_token()
+        if not self.tls and not config.is_loopback(self.host):  # checked before any traffic
+            raise BridgeError(
+                p.BAD_REQUEST, f"{self.host} is not this computer: a remote bridge needs TLS"
+            )
+        hint = START_HINT if config.is_loopback(self.host) else REMOTE_START_HINT
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except ConnectionRefusedError:
             raise BridgeError(
-                NOT_RUNNING, f"no cds-desktop bridge at {self.host}:{self.port}: {START_HINT}"
+                NOT_RUNNING, f"no cds-desktop bridge at {self.host}:{self.port}: {hint}"
             ) from None
         except OSError as exc:
             raise BridgeError(
-                NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {START_HINT}"
+                NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {hint}"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         binding = ""
         if self.tls:  # ---- TLS + certificate pinning (remote bridges): before any byte
             sock, binding = self._secure(sock)
-        elif not config.is_loopback(self.host):
-            sock.close()
-            raise BridgeError(
-                p.BAD_REQUEST, f"{self.host} is not this computer: a remote bridge needs TLS"
-            )
         self._sock, self._stream = sock, p.SocketStream(sock)
         try:
             self.welcome = self._authenticate(token, binding)

@@ -37,7 +37,7 @@ def restrict_to_owner(
     path: Path | str,
     platform: str | None = None,
     environ: Mapping[str, str] | None = None,
-    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    run: Callable[..., subprocess.CompletedProcess] | None = None,
 ) -> bool:
     """Make ``path`` readable and writable by its owner only. True if that worked (a failure
     is logged, never raised: the file is still usable)."""
@@ -54,7 +54,9 @@ def restrict_to_owner(
         log.warning("cannot make %s private: %%USERNAME%% is not set", path)
         return False
     try:
-        done = run(icacls_command(path, account), capture_output=True, text=True, timeout=30)
+        done = (run or subprocess.run)(
+            icacls_command(path, account), capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("cannot make %s private (icacls: %s)", path, exc)
         return False
