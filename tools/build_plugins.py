@@ -33,7 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = ROOT / "plugin_bridge"
 KRITA_SRC = BRIDGE / "krita"
 GIMP_SRC = BRIDGE / "gimp"
-VENDORED = ("protocol.py", "client.py", "pngcodec.py", "plugin_common.py", "pixelformat.py")
+VENDORED = (
+    "protocol.py",
+    "client.py",
+    "pngcodec.py",
+    "plugin_common.py",
+    "pixelformat.py",
+    "auth.py",
+    "config.py",
+    "pinning.py",
+)
 VENDOR_PACKAGE = "cds_bridge"
 KRITA_ZIP, GIMP_ZIP = "cds-krita.zip", "cds-gimp.zip"
 ZIP_TIME = (2024, 1, 1, 0, 0, 0)

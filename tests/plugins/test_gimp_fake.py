@@ -36,7 +36,7 @@ def gp(staged):
 @pytest.fixture
 def connect(bridge, monkeypatch):
     server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
     return server
 
@@ -58,6 +58,7 @@ def make_image(select: bool = True):
 
 def config(**overrides):
     values = dict(source="a colourful gradient", target="a red dog", mode="cds", steps=2)
+    values.update(bridge="", fingerprint="")
     values.update(overrides)
     return fake_gimp.Config(**values)
 
@@ -81,7 +82,14 @@ def test_registers_an_image_procedure_under_filters_ai(gp):
     procedure = plugin.do_create_procedure("plug-in-cds-edit")
     assert procedure.menu_paths == ["<Image>/Filters/AI"]
     assert procedure.settings["image_types"] == ("RGB*",)
-    assert list(procedure.arguments) == ["source", "target", "mode", "steps"]
+    assert list(procedure.arguments) == [
+        "source",
+        "target",
+        "mode",
+        "steps",
+        "bridge",
+        "fingerprint",
+    ]
     assert gp.gi.versions == {"Gimp": "3.0", "GimpUi": "3.0", "Gegl": "0.4"}
 
 
@@ -162,10 +170,9 @@ def test_refusals_are_one_line_errors_and_change_nothing(gp, setup, message):
 
 
 def test_bridge_not_running_says_how_to_start_it(gp, monkeypatch, tmp_path):
-    token = tmp_path / "cds-desktop" / "bridge-token"
-    token.parent.mkdir()
+    token = tmp_path / "bridge-token"
     token.write_text("x" * 64)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("CDS_BRIDGE_PORT", "1")  # nothing listens on port 1
     image, source = make_image()
     status, error = run(gp, image, [source], config())
@@ -180,7 +187,9 @@ def test_interactive_run_shows_the_dialog_and_cancel_does_nothing(gp, monkeypatc
     monkeypatch.setattr(fake_gimp.Dialog, "shown", [])
     status, _ = run(gp, image, [source], config(), mode=fake_gimp.RunMode.INTERACTIVE)
     assert status is fake_gimp.PDBStatusType.CANCEL
-    assert fake_gimp.Dialog.shown == [("CDS Edit", ["source", "target", "mode", "steps"])]
+    assert fake_gimp.Dialog.shown == [
+        ("CDS Edit", ["source", "target", "mode", "steps", "bridge", "fingerprint"])
+    ]
     assert len(image.layers) == 2
 
 
@@ -201,3 +210,22 @@ def test_wrong_result_size_is_refused_before_any_undo_group(gp):
         gp.plugin.edit_layer(image, source, params, OneShotClient(), gp.plugin.Progress())
     assert image.undo_groups == 0 and len(image.layers) == 2
     assert ("progress_end",) in gp.Gimp.calls
+
+
+def test_remote_bridge_over_tls_with_the_fingerprint(gp, tls_bridge, monkeypatch, tmp_path):
+    """Bridge address + fingerprint arguments: TLS to 127.0.0.2, the right fingerprint
+    works, a wrong one is one line and changes nothing."""
+    server, config_home = tls_bridge
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
+    fast(gp, monkeypatch)
+    address = f"{server.host}:{server.port}"
+    wrong = ":".join(["AA"] * 32)
+    image, source = make_image()
+    status, error = run(gp, image, [source], config(bridge=address, fingerprint=wrong))
+    assert status is fake_gimp.PDBStatusType.EXECUTION_ERROR
+    assert "not the expected" in error.message and "\n" not in error.message
+    assert len(image.layers) == 2
+    fingerprint = server.tls.fingerprint.replace(":", "").lower()  # pasted any which way
+    status, error = run(gp, image, [source], config(bridge=address, fingerprint=fingerprint))
+    assert status is fake_gimp.PDBStatusType.SUCCESS, error.message
+    assert [layer.get_name() for layer in image.layers] == ["Top", "a red dog", "Source"]
