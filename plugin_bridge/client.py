@@ -424,12 +424,27 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--target", required=True, help="prompt describing the wanted image")
     ap.add_argument("--mask", help="mask PNG, same size; white = edit, black = keep")
     ap.add_argument("-o", "--output", required=True, help="output PNG (written atomically)")
-    ap.add_argument("--host", default=p.DEFAULT_HOST)
+    ap.add_argument(
+        "--host",
+        default=p.DEFAULT_HOST,
+        help="the bridge's computer (default 127.0.0.1); any other is reached over TLS",
+    )
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
+    ap.add_argument(
+        "--fingerprint",
+        help="SHA-256 fingerprint the remote bridge printed (default: trust the certificate "
+        "seen first, then refuse any other)",
+    )
+    ap.add_argument(
+        "--tls", action="store_true", help="use TLS on a loopback address too (remote mode)"
+    )
     ap.add_argument("--steps", type=int, help="optimisation steps (server default 200)")
     ap.add_argument("--mode", choices=("cds", "dds"), help="cds (default) or plain dds")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--token-file", help=f"token file (default: {token_path()})")
+    ap.add_argument(
+        "--token-file",
+        help=f"token file (default: ${config.TOKEN_ENV} if set, else {token_path()})",
+    )
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     return ap
 
@@ -485,8 +500,26 @@ def main(argv: list[str] | None = None) -> int:
         if not out_dir.is_dir():
             raise BridgeError(p.BAD_REQUEST, f"output folder {out_dir} does not exist")
         token = read_token(args.token_file) if args.token_file else None
-        client = BridgeClient(args.host, args.port, token=token, timeout=args.timeout)
+        if args.fingerprint:
+            try:
+                pinning.normalize(args.fingerprint)
+            except pinning.PinError as exc:
+                raise BridgeError(p.BAD_REQUEST, f"--fingerprint: {exc}") from None
+        client = BridgeClient(
+            args.host,
+            args.port,
+            token=token,
+            timeout=args.timeout,
+            tls=True if args.tls or args.fingerprint else None,
+            fingerprint=args.fingerprint,
+        )
         with client:
+            if client.pinned_now:
+                sys.stderr.write(
+                    f"first connection to {args.host}:{args.port}: trusting its certificate "
+                    f"{client.server_fingerprint} from now on (compare it with the one the "
+                    "server printed)\n"
+                )
             result = client.edit(
                 image, args.source, args.target, mask, settings, on_progress=_progress_line
             )

@@ -122,6 +122,28 @@ def test_cli_edits_through_a_running_server(server, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_cli_edits_through_a_remote_bridge_pinning_its_certificate(tls_server, tmp_path):
+    """--host + TLS: the first run trusts (and says so), a wrong --fingerprint is one line."""
+    img = rgba_image(22)
+    (tmp_path / "in.png").write_bytes(png_bytes(img))
+    env = {"CDS_CONFIG_DIR": str(tmp_path / "client-config")}  # no token file there
+    env["CDS_BRIDGE_TOKEN"] = C.read_token()  # the token given as a sandboxed host would
+    base = [str(tmp_path / "in.png"), "--source", "a", "--target", "b", "--steps", "2",
+            "--host", tls_server.host, "--port", str(tls_server.port), "--tls"]  # fmt: skip
+    proc = run_cli(*base, "-o", str(tmp_path / "out.png"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"trusting its certificate {tls_server.tls.fingerprint}" in proc.stderr
+    assert png_array((tmp_path / "out.png").read_bytes()).shape == img.shape
+    proc = run_cli(*base, "-o", str(tmp_path / "again.png"), env=env)
+    assert proc.returncode == 0 and "trusting" not in proc.stderr  # pinned: silent
+    wrong = ":".join(["0F"] * 32)
+    proc = run_cli(*base, "--fingerprint", wrong, "-o", str(tmp_path / "no.png"), env=env)
+    assert proc.returncode == 1
+    assert "not the expected" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no.png").exists()
+
+
 def test_poll_is_non_blocking_and_collects_a_jobs_messages(server):
     with C.BridgeClient(port=server.port, timeout=GUARD) as client:
         assert client.poll(0) is None  # nothing pending: returns at once
