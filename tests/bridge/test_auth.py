@@ -271,3 +271,29 @@ def test_icacls_failure_is_a_warning_not_a_crash(tmp_path, caplog):
     assert not privacy.restrict_to_owner(f, "win32", {}, run=failing)  # no %USERNAME%
     assert privacy.restrict_to_owner(f, "linux")
     assert (f.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_minimal_client_in_the_protocol_doc_works(server, tmp_path):
+    """docs/bridge-protocol.md's hand-written client (hashlib/hmac only) edits an image."""
+    import os
+    import pathlib
+    import subprocess
+
+    from bridge_helpers import png_bytes, rgba_image
+
+    doc = pathlib.Path(__file__).resolve().parents[2] / "docs" / "bridge-protocol.md"
+    text = doc.read_text(encoding="utf-8")
+    code = text.split("```python\nimport hashlib, hmac", 1)[1].split("```", 1)[0]
+    code = "import hashlib, hmac" + code.replace("47860", str(server.port))
+    code = code.replace('"settings": {"steps": 50}', '"settings": {"steps": 2, "working_size": 32}')
+    (tmp_path / "in.png").write_bytes(png_bytes(rgba_image(3, 16, 16)))
+    script = tmp_path / "mini.py"
+    script.write_text(f"TOKEN_FILE = {str(C.token_path())!r}\n" + code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "'welcome'" in proc.stdout
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
