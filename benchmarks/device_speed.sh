@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Device call 2 (GPU box): step cost (optimised vs published structure) and VAE backends.
+# CUDA benchmarks on a machine with an NVIDIA GPU: the CDS step cost (optimised vs published
+# loop structure, SD-1.5-shaped UNet at 512 px in fp16 and the tiny UNet) and the VAE backends.
+#   bash benchmarks/device_speed.sh
+# Options (OUT, PYTHON, WHEELS, SITE, CDS_CACHE_DIR): benchmarks/device_env.sh. Each script is
+# stopped after a fixed time (200 s, 60 s, 120 s) so that one hang cannot take the whole run.
 set -u
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 CDS_CACHE_DIR=/tmp/cdscache
-[ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD
-timeout 200 python3 benchmarks/step_cost.py --device cuda --arch sd15 --size 512 --dtype fp16 --steps 10 --warmup 3 2>&1 | tee "$OUT/step_cost_sd15_fp16.md"
-timeout 60 python3 benchmarks/step_cost.py --device cuda --arch tiny --size 64 --steps 20 --warmup 5 2>&1 | tee "$OUT/step_cost_tiny.md"
-timeout 120 python3 benchmarks/vae.py --device cuda --sizes 512,1024 --repeats 5 2>&1 | tee "$OUT/vae_cuda.md"
+source "$(dirname "$0")/device_env.sh"
+timeout 200 "$PYTHON" benchmarks/step_cost.py --device cuda --arch sd15 --size 512 --dtype fp16 --steps 10 --warmup 3 2>&1 | tee "$OUT/step_cost_sd15_fp16.md"
+timeout 60 "$PYTHON" benchmarks/step_cost.py --device cuda --arch tiny --size 64 --steps 20 --warmup 5 2>&1 | tee "$OUT/step_cost_tiny.md"
+timeout 120 "$PYTHON" benchmarks/vae.py --device cuda --sizes 512,1024 --repeats 5 2>&1 | tee "$OUT/vae_cuda.md"

@@ -30,6 +30,7 @@ from cds_desktop.app.main_window import MainWindow  # noqa: E402
 from cds_desktop.app.settings import Preferences, auto_cpu_threads  # noqa: E402
 from cds_desktop.engine.jobs import EventKind  # noqa: E402
 from cds_desktop.engine.resources import resource_path  # noqa: E402
+from cds_desktop.fileio import write_bytes_atomic  # noqa: E402
 
 INTERVAL_MS = 5
 HEADING = "## App responsiveness"
@@ -161,9 +162,7 @@ def append(path: Path, text: str) -> None:
             "JobQueue worker thread (target: p99 < 50 ms).\n"
         )
     new = old.rstrip("\n") + f"\n\n{time.strftime('%Y-%m-%d')}: " + text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, new.encode("utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,12 @@ import logging
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 from cds_desktop.engine import EditCancelled, EditError, EditSettings, run_edit
 from cds_desktop.engine.models import DEMO_MODEL, load_model
 from cds_desktop.engine.vae import BACKENDS
+from cds_desktop.fileio import atomic_write
 from cds_desktop.logs import setup_logging
 
 log = logging.getLogger("cds_desktop.cli")
@@ -98,14 +98,7 @@ def write_image_atomic(array, path: Path, keep_alpha: bool) -> None:
     img = Image.fromarray(array, "RGBA")
     if not keep_alpha or fmt == "JPEG":
         img = img.convert("RGB")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: img.save(f, format=fmt))
 
 
 def settings_from_args(args) -> EditSettings:
@@ -122,7 +115,17 @@ def settings_from_args(args) -> EditSettings:
     )
 
 
+class OutputErrors(Exception):
+    """Some outputs could not be written (each was already reported in one line)."""
+
+
 def run(args) -> list[Path]:
+    """Edit once per target and write each output; returns the paths written.
+
+    A target whose output cannot be written (no permission, disk full, a file held open on
+    Windows) is reported in one line and the remaining targets still run; OutputErrors is
+    raised at the end if that happened.
+    """
     settings = settings_from_args(args)  # validate before the slow model load
     image = read_image(args.image, "image")
     keep_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
@@ -137,11 +140,20 @@ def run(args) -> list[Path]:
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")
     if model.is_random:
         say(args, "WARNING: tiny-random has RANDOM WEIGHTS (a test fixture): its edits are noise.")
+    written, failed = [], 0
     for target, out in zip(args.target, outputs, strict=True):
         result = edit_with_progress(model, image, mask, args, target, settings)
-        write_image_atomic(result.image, out, keep_alpha)
+        try:
+            write_image_atomic(result.image, out, keep_alpha)
+        except OSError as exc:
+            failed += 1
+            print(f"cds-edit: error: cannot write {out} ({target!r}): {exc.strerror or exc}", file=sys.stderr)
+            continue
+        written.append(out)
         say(args, f"wrote {out}  ({args.source!r} -> {target!r}, {result.steps} steps, {result.elapsed:.1f} s)")
-    return outputs
+    if failed:
+        raise OutputErrors(f"{failed} of {len(outputs)} output(s) could not be written")
+    return written
 
 
 def edit_with_progress(model, image, mask, args, target, settings):
@@ -170,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, EditError) as exc:
         print(f"cds-edit: error: {exc}", file=sys.stderr)
         return 2
+    except OutputErrors:
+        return 1
     except EditCancelled:
         print("cds-edit: cancelled", file=sys.stderr)
         return 130

@@ -34,11 +34,18 @@ def _scene() -> tuple[np.ndarray, np.ndarray]:
     return img, mask
 
 
+class CheckFailed(RuntimeError):
+    """A self-test check found a wrong result (raised even under ``python -O``)."""
+
+
 def _check_edit(result, img: np.ndarray, mask: np.ndarray) -> None:
     out = result.image if hasattr(result, "image") else result
-    assert out.shape == img.shape, f"result shape {out.shape} != {img.shape}"
-    assert np.array_equal(out[mask == 0], img[mask == 0]), "pixels outside the mask changed"
-    assert np.isfinite(out.astype(float)).all()
+    if out.shape != img.shape or out.dtype != img.dtype:
+        raise CheckFailed(f"result {out.shape} {out.dtype} != input {img.shape} {img.dtype}")
+    if not np.array_equal(out[mask == 0], img[mask == 0]):
+        raise CheckFailed("pixels outside the mask changed")
+    if np.array_equal(out[mask > 0], img[mask > 0]):
+        raise CheckFailed("the edit changed no pixel inside the mask")
 
 
 def check_engine(model_spec: str, vae: str) -> str:

@@ -24,6 +24,7 @@ from cds_desktop.bridge.tls import CertificateError, ServerTLS
 from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine import models as M
+from cds_desktop.logs import setup_logging
 from plugin_bridge.config import token_path
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     """`cds-desktop --serve ...`: run the bridge headless until Ctrl+C. Returns an exit code."""
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--serve"]
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
-    _quiet_library_warnings(args.log_level)
+    setup_logging(args.log_level, timestamps=True)
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: expected 0..65535")
     stop = _StopSignal()
@@ -210,16 +210,6 @@ def _preloaded_loader(model, args):
         return M.load_model(spec, device=device, dtype=dtype, vae_backend=vae_backend)
 
     return loader
-
-
-def _quiet_library_warnings(level: str) -> None:
-    """transformers prints import-time notices (e.g. about torchvision) to stderr; a headless
-    server shows only its own log unless --log-level DEBUG."""
-    if level == "DEBUG":
-        return
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if "transformers" in sys.modules:
-        logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 def _fail(message: str) -> int:

@@ -32,7 +32,6 @@ import os
 import select
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ from pathlib import Path
 from . import auth, config, pinning
 from . import protocol as p
 from .config import config_dir, token_path  # noqa: F401 - public names of this module
+from .fileio import write_bytes_atomic
 from .pngcodec import PngError, read_png_size
 
 DEFAULT_PORT = p.DEFAULT_PORT
@@ -213,7 +213,8 @@ class BridgeClient:
             self.close()
             raise BridgeError(
                 p.AUTH_FAILED,
-                f"the program at {self.host}:{self.port} could not prove it knows the bridge "
+                f"{p.AUTH_FAILED}: the program at {self.host}:{self.port} could not prove it "
+                "knows the bridge "
                 "token: the token you have is not this bridge's (copy it again), or another "
                 "program holds the port",
             )
@@ -461,22 +462,6 @@ def _read_png_file(path: str, what: str) -> bytes:
     return data
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + os.replace."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _progress_line(msg: p.Message) -> None:
     if msg.type == p.QUEUED:
         sys.stderr.write(f"queued (position {msg.get('position', '?')})\n")
@@ -523,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             result = client.edit(
                 image, args.source, args.target, mask, settings, on_progress=_progress_line
             )
-        write_atomic(args.output, result.parts["image"])
+        write_bytes_atomic(args.output, result.parts["image"])
     except BridgeError as exc:
         sys.stderr.write(f"\nerror: {exc}\n")
         return 1

@@ -18,3 +18,16 @@ def tiny_model():
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """Entry points under test call cds_desktop.logs.setup_logging (a stderr handler on the
+    root logger); each test gets the root logger back as it was."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -9,15 +9,17 @@
   (``cds_gimp.py`` is marked executable).
 
 Both get ``plugin_bridge``'s ``protocol.py``, ``client.py``, ``pngcodec.py``,
-``plugin_common.py`` (what the two plug-ins share) and ``pixelformat.py`` (high-bit-depth
-pixels) vendored as a ``cds_bridge`` sub-package, so the plug-ins run on Krita's/GIMP's own
-Python with nothing else installed. The zips are reproducible (fixed timestamps, sorted
-entries) and written atomically (temporary file + os.replace). Standard library only.
+``plugin_common.py`` (what the two plug-ins share), ``pixelformat.py`` (high-bit-depth
+pixels) and ``fileio.py`` (atomic writes) vendored as a ``cds_bridge`` sub-package, so the
+plug-ins run on Krita's/GIMP's own Python with nothing else installed. The zips are
+reproducible (fixed timestamps, sorted entries) and written atomically
+(``plugin_bridge.fileio``: temporary file + os.replace). Standard library only.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import shutil
@@ -27,9 +29,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-log = logging.getLogger("build_plugins")
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make this checkout's plugin_bridge importable
+    sys.path.insert(0, str(ROOT))
+
+from plugin_bridge.fileio import write_bytes_atomic  # noqa: E402
+
+log = logging.getLogger("build_plugins")
 BRIDGE = ROOT / "plugin_bridge"
 KRITA_SRC = BRIDGE / "krita"
 GIMP_SRC = BRIDGE / "gimp"
@@ -39,6 +45,7 @@ VENDORED = (
     "pngcodec.py",
     "plugin_common.py",
     "pixelformat.py",
+    "fileio.py",
     "auth.py",
     "config.py",
     "pinning.py",
@@ -114,22 +121,18 @@ def _zip_entry(name: str, mode: int) -> zipfile.ZipInfo:
 
 def write_zip(stage: Path, zip_path: Path) -> Path:
     """Zip everything under ``stage`` (folders included, as Krita's importer needs them),
-    reproducibly, into ``zip_path`` via a temporary file and os.replace."""
+    reproducibly, into ``zip_path`` (atomically: plugin_bridge.fileio)."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as archive:
-            for path in sorted(stage.rglob("*")):
-                rel = path.relative_to(stage).as_posix()
-                if path.is_dir():
-                    archive.writestr(_zip_entry(rel + "/", stat.S_IFDIR | 0o755), b"")
-                else:
-                    mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                    archive.writestr(_zip_entry(rel, stat.S_IFREG | mode), path.read_bytes())
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(stage.rglob("*")):
+            rel = path.relative_to(stage).as_posix()
+            if path.is_dir():
+                archive.writestr(_zip_entry(rel + "/", stat.S_IFDIR | 0o755), b"")
+            else:
+                mode = 0o755 if os.access(path, os.X_OK) else 0o644
+                archive.writestr(_zip_entry(rel, stat.S_IFREG | mode), path.read_bytes())
+    write_bytes_atomic(zip_path, buffer.getvalue())
     return zip_path
 
 

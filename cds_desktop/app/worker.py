@@ -25,18 +25,66 @@ log = logging.getLogger(__name__)
 
 PREVIEW_INTERVAL = 0.1  # s: Progress.preview() at most ~10x per second
 PROGRESS_INTERVAL = 0.05  # s: progress updates at most ~20x per second (plus the last step)
-#: nice increment for the engine's worker thread (Linux: per thread), so the GUI thread wins
+#: how much lower the engine's worker thread runs, as a nice increment, so the GUI thread wins
 #: when both want the CPU. Threads torch starts from the worker inherit it.
 WORKER_NICE = 10
+#: Windows thread priorities (winbase.h) and the macOS QoS class (sys/qos.h) used instead
+THREAD_PRIORITY_BELOW_NORMAL, THREAD_PRIORITY_LOWEST = -1, -2
+QOS_CLASS_UTILITY = 0x11
 
 
-def lower_thread_priority(increment: int = WORKER_NICE) -> bool:
-    """Renice the calling thread (Linux only; a no-op elsewhere). True if it was changed."""
-    if increment <= 0 or not sys.platform.startswith("linux"):
+def _lower_linux(increment: int) -> None:
+    """Linux nice values are per thread: renice this thread only."""
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+
+
+def _lower_windows(increment: int, kernel32=None) -> None:
+    if kernel32 is None:
+        import ctypes
+        from ctypes import wintypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.GetCurrentThread.restype = wintypes.HANDLE  # a 64-bit pseudo-handle on x64
+        kernel32.SetThreadPriority.argtypes = (wintypes.HANDLE, ctypes.c_int)
+        kernel32.SetThreadPriority.restype = wintypes.BOOL
+    level = THREAD_PRIORITY_LOWEST if increment >= WORKER_NICE else THREAD_PRIORITY_BELOW_NORMAL
+    if not kernel32.SetThreadPriority(kernel32.GetCurrentThread(), level):
+        raise OSError("SetThreadPriority failed")
+
+
+def _lower_macos(increment: int, libsystem=None) -> None:
+    """macOS: setpriority would lower the whole process; a per-thread QoS class does not."""
+    if libsystem is None:
+        import ctypes
+        import ctypes.util
+
+        libsystem = ctypes.CDLL(ctypes.util.find_library("System") or "libSystem.dylib")
+        libsystem.pthread_set_qos_class_self_np.argtypes = (ctypes.c_uint, ctypes.c_int)
+        libsystem.pthread_set_qos_class_self_np.restype = ctypes.c_int
+    code = libsystem.pthread_set_qos_class_self_np(QOS_CLASS_UTILITY, 0)
+    if code != 0:
+        raise OSError(code, "pthread_set_qos_class_self_np failed")
+
+
+def lower_thread_priority(increment: int = WORKER_NICE, platform: str | None = None) -> bool:
+    """Lower the calling thread's CPU priority (Linux, Windows, macOS); True if it changed.
+
+    ``platform`` defaults to ``sys.platform`` (tests pass another one).
+    """
+    platform = sys.platform if platform is None else platform
+    if increment <= 0:
+        return False
+    if platform.startswith("linux"):
+        lower = _lower_linux
+    elif platform == "win32":
+        lower = _lower_windows
+    elif platform == "darwin":
+        lower = _lower_macos
+    else:
         return False
     try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        lower(increment)
     except (OSError, AttributeError) as exc:
         log.debug("could not lower the worker's priority: %s", exc)
         return False

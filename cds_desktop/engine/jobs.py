@@ -90,12 +90,22 @@ class JobEvent:
 
 
 Listener = Callable[[JobEvent], None]
+#: runs on the worker thread when a job starts and returns the request to run (the bridge
+#: keeps uploads compressed while queued and decodes them here); EditError -> USER_INPUT
+Prepare = Callable[[EditRequest], EditRequest]
 
 
 class Job:
-    def __init__(self, job_id: int, request: EditRequest, listener: Listener | None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        request: EditRequest,
+        listener: Listener | None,
+        prepare: Prepare | None = None,
+    ) -> None:
         self.id = job_id
         self.request = request
+        self._prepare = prepare
         self.state = QUEUED
         self.result: EditResult | None = None
         self.error: str | None = None
@@ -142,11 +152,14 @@ class JobQueue:
         self.current: Job | None = None
 
     # ------------------------------------------------------------------ public API
-    def submit(self, request: EditRequest, listener: Listener | None = None) -> Job:
+    def submit(
+        self, request: EditRequest, listener: Listener | None = None, prepare: Prepare | None = None
+    ) -> Job:
+        """Queue an edit. ``prepare`` (optional) replaces the request when the job starts."""
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
-            job = Job(next(self._ids), request, listener)
+            job = Job(next(self._ids), request, listener, prepare)
             position = len(self._queue) + 1 + (self.current is not None)
         # reported before the worker can see the job, so QUEUED always comes first
         job._emit(
@@ -221,6 +234,16 @@ class JobQueue:
         if job.cancel_requested:
             job._emit(JobEvent(job.id, CANCELLED, message="cancelled before it started"))
             return
+        if job._prepare is not None:
+            try:
+                job.request = job._prepare(job.request)
+            except EditError as exc:
+                job._emit(JobEvent(job.id, FAILED, error=str(exc), failure=FailureKind.USER_INPUT))
+                return
+            except Exception as exc:  # noqa: BLE001 - report, keep the worker alive
+                error = describe_failure(exc)
+                job._emit(JobEvent(job.id, FAILED, error=error, failure=FailureKind.INTERNAL))
+                return
         loaded = False
         try:
             model = self._get_model(job)

@@ -66,7 +66,7 @@ class LoadedModel:
 
     @torch.no_grad()
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """Text -> [1, L, D] embeddings (fp32 master copy on the device; cached)."""
+        """Text -> [1, L, D] embeddings on the device, in the UNet's dtype (cached per prompt)."""
         if text not in self._prompt_cache:
             ids = self.tokenizer(
                 text,

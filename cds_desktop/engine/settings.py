@@ -38,7 +38,7 @@ class EditSettings:
     t_range: tuple[int, int] = (50, 948)
     seed: int = 0
     working_size: int | None = None
-    #: "per_element": 2000*w_dds/4096 at every latent size (default, see DESIGN.md);
+    #: "per_element": 2000*w_dds/4096 at every latent size (default, see docs/design.md);
     #: "published": 2000*w_dds/(h*w), the published mean-normalisation.
     dds_scale: str = "per_element"
     preview_every: int = 25

@@ -1,13 +1,14 @@
 """Slow: build the PyInstaller bundle and run its self-test with no Python on PATH.
 
-Run with `CDS_SLOW=1 .venv/bin/python -m pytest -m slow tests/bundle` (about 10-15 min on
-2 cores; not part of the default CI run, see README "Bundle").
+Run with `CDS_SLOW=1 python3 tools/test.py -m slow tests/bundle` (about 10-15 min on
+2 cores; `.ci/run` runs it, the default `tools/test.py` does not).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = [
 
 
 def test_bundle_builds_and_self_test_passes_without_python(tmp_path):
-    subprocess.run(["bash", "tools/build_bundle.sh"], cwd=ROOT, check=True, timeout=3600)
+    subprocess.run([sys.executable, "tools/build_bundle.py"], cwd=ROOT, check=True, timeout=3600)
     exe = ROOT / "dist" / "cds-desktop" / "cds-desktop"
     assert exe.is_file() and os.access(exe, os.X_OK)
     empty = tmp_path / "bin"

@@ -79,3 +79,37 @@ def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, m
     code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
     assert code == 2 and "diverged" in err
     assert not out.exists()
+
+
+def test_an_unwritable_output_is_one_line_and_the_other_targets_still_run(files, capsys):
+    """An OSError while writing one target's output (here the name is taken by a folder; on
+    Windows: a file held open by a viewer) is reported for that target only."""
+    (files / "o-1-a-blue-square.png").mkdir()
+    code, _, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
+                         "-o", str(files / "o.png")], capsys)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("cds-edit: error:")]
+    assert len(lines) == 1 and "o-1-a-blue-square.png" in lines[0] and "a blue square" in lines[0], err
+    assert "Traceback" not in err
+    assert (files / "o-2-a-pig.png").is_file()
+    assert not list(files.glob(".o-*"))
+
+
+def test_non_latin_prompts_with_output_redirected_to_a_legacy_code_page(files, monkeypatch):
+    """Windows redirects stdout in the ANSI code page (cp1252): printing a Chinese prompt
+    must not raise UnicodeEncodeError; redirected output is written as UTF-8."""
+    import io
+
+    out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out_bytes, encoding="cp1252"))
+    monkeypatch.setattr("sys.stderr", io.TextIOWrapper(err_bytes, encoding="cp1252"))
+    argv = [str(files / "in.png"), *[a for a in BASE if a != "-q"], "--target", "一只蓝色的猫",
+            "-o", str(files / "cat.png")]
+    code = cli.main(argv)
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    assert code == 0, err_bytes.getvalue().decode("utf-8", "replace")
+    assert "一只蓝色的猫" in out_bytes.getvalue().decode("utf-8")
+    assert (files / "cat.png").is_file()

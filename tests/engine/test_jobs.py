@@ -102,3 +102,35 @@ def test_failures_carry_their_kind(tiny_model):
         assert events[-1].error.startswith("internal error")
     finally:
         q.shutdown()
+
+
+def test_prepare_runs_on_the_worker_when_the_job_starts(tiny_model):
+    from cds_desktop.engine import EditError
+    from cds_desktop.engine.jobs import FailureKind
+
+    q = _queue(tiny_model)
+    calls = []
+    events = []
+
+    def prepare(request):
+        calls.append(threading.current_thread().name)
+        return EditRequest(**{**request.__dict__, "image": _request().image})
+
+    def refuse(request):
+        raise EditError("image: not a readable PNG")
+
+    try:
+        placeholder = np.empty((0, 0, 4), np.uint8)
+        job = q.submit(_request(image=placeholder), prepare=prepare)
+        assert job.wait(120) and job.state == DONE and job.result.image.shape == (24, 32, 4)
+        assert calls == ["cds-job-worker"]
+        failed = q.submit(_request(image=placeholder), events.append, prepare=refuse)
+        assert failed.wait(120) and failed.state == FAILED
+        assert events[-1].failure is FailureKind.USER_INPUT and "PNG" in events[-1].error
+        blocker = q.submit(_request(settings=FAST.replace(steps=100_000)))
+        never = q.submit(_request(image=placeholder), prepare=prepare)
+        never.cancel()
+        blocker.cancel()
+        assert never.wait(120) and never.state == CANCELLED and calls == ["cds-job-worker"]
+    finally:
+        q.shutdown()

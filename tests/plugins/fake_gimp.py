@@ -3,14 +3,72 @@ modules. Semantics follow GIMP 3.0: drawable buffers are in drawable-local coord
 selection channel's buffer in image coordinates; ``get_offsets()`` and
 ``Gimp.Selection.bounds()`` return GI out-tuples with leading booleans; the layer stack is
 listed top first and ``insert_layer(layer, parent, position)`` puts the layer at
-``position`` (0 = top). Everything the plug-in does is recorded for the tests."""
+``position`` (0 = top); layers have the image's precision (8-bit, 16-bit sRGB-encoded or
+32-bit float linear here) and buffers convert between babl formats through linear light,
+clipping to 0..1 for integer formats, as babl does. Everything the plug-in does is recorded
+for the tests."""
 
 from __future__ import annotations
 
+import struct
 import types
 from enum import Enum
 
 RGBA_FORMAT, MASK_FORMAT = "R'G'B'A u8", "Y u8"
+#: Component types: struct code, largest value (None: float).
+TYPES = {"u8": ("B", 255), "u16": ("H", 65535), "float": ("f", None)}
+
+
+def _srgb_to_linear(v: float) -> float:
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+def _linear_to_srgb(v: float) -> float:
+    if v <= 0.0031308:
+        return v * 12.92
+    return 1.055 * v ** (1 / 2.4) - 0.055
+
+
+class Format:
+    """A babl pixel format: "R'G'B'A u16" (sRGB-encoded), "RGBA float" (linear), "Y u8"."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        model, self.type = name.split(" ")
+        self.linear = "'" not in model
+        self.components = len(model.replace("'", ""))
+        self.has_alpha = model.endswith("A")
+        code, self.maximum = TYPES[self.type]
+        self.struct = struct.Struct(f"={self.components}{code}")
+        self.bpp = self.struct.size
+
+    def decode(self, raw: bytes) -> tuple[float, ...]:
+        """One pixel as linear-light floats (alpha last; 1.0 when there is none)."""
+        values = [float(v) for v in self.struct.unpack(raw)]
+        if self.maximum is not None:
+            values = [v / self.maximum for v in values]
+        colour = values[:3] if self.components >= 3 else values[:1] * 3
+        if not self.linear:
+            colour = [_srgb_to_linear(v) for v in colour]
+        return (*colour, values[3] if self.has_alpha else 1.0)
+
+    def encode(self, pixel: tuple[float, ...]) -> bytes:
+        colour, alpha = list(pixel[:3]), pixel[3]
+        if not self.linear:
+            colour = [_linear_to_srgb(v) for v in colour]
+        values = (colour if self.components >= 3 else colour[:1]) + [alpha] * self.has_alpha
+        if self.maximum is not None:
+            values = [min(self.maximum, max(0, round(v * self.maximum))) for v in values]
+        return self.struct.pack(*values)
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def babl_format(name: str) -> Format:
+    if name not in _FORMATS:
+        _FORMATS[name] = Format(name)
+    return _FORMATS[name]
 
 
 class Rectangle:
@@ -28,18 +86,32 @@ class AbyssPolicy(Enum):
 
 
 class Buffer:
-    """Pixels of one item: ``channels`` bytes per pixel, local coordinates."""
+    """Pixels of one item in its own format, local coordinates. get/set convert like babl
+    (through linear-light floats; u8 conversions clip float values to 0..1); ``None`` as the
+    format of get means the buffer's own format, as in GEGL."""
 
-    def __init__(self, owner, width: int, height: int, channels: int, fmt: str) -> None:
+    def __init__(self, owner, width: int, height: int, fmt: str) -> None:
         self.owner, self.width, self.height = owner, width, height
-        self.channels, self.format = channels, fmt
-        self.data = bytearray(width * height * channels)
+        self.format = babl_format(fmt)
+        self.data = bytearray(width * height * self.format.bpp)
         self.flushed = 0
+        self.conversions: list[tuple[str, str]] = []
 
-    def get(self, rect: Rectangle, scale: float, fmt: str, abyss: AbyssPolicy) -> bytes:
-        assert scale == 1.0 and fmt == self.format, (scale, fmt)
+    @property
+    def channels(self) -> int:
+        return self.format.bpp
+
+    def _convert(self, raw: bytes, src: Format, dst: Format) -> bytes:
+        if src is dst:
+            return bytes(raw)
+        self.conversions.append((src.name, dst.name))
+        n = src.bpp
+        return b"".join(dst.encode(src.decode(raw[k : k + n])) for k in range(0, len(raw), n))
+
+    def get(self, rect: Rectangle, scale: float, fmt: str | None, abyss: AbyssPolicy) -> bytes:
+        assert scale == 1.0, scale
         out = bytearray()
-        n = self.channels
+        n = self.format.bpp
         for y in range(rect.y, rect.y + rect.height):
             for x in range(rect.x, rect.x + rect.width):
                 if abyss is AbyssPolicy.CLAMP:
@@ -49,13 +121,16 @@ class Buffer:
                     continue
                 k = (y * self.width + x) * n
                 out += self.data[k : k + n]
-        return bytes(out)
+        target = self.format if fmt is None else babl_format(fmt)
+        return self._convert(bytes(out), self.format, target)
 
     def set(self, rect: Rectangle, fmt: str, data: bytes) -> None:
-        assert fmt == self.format, fmt
-        assert len(data) == rect.width * rect.height * self.channels
+        assert fmt is not None, "Gegl.Buffer.set needs a format name"
+        source = babl_format(fmt)
+        assert len(data) == rect.width * rect.height * source.bpp
+        data = self._convert(data, source, self.format)
         self.owner.writes += 1
-        n = self.channels
+        n = self.format.bpp
         for j in range(rect.height):
             for i in range(rect.width):
                 k, src = ((rect.y + j) * self.width + rect.x + i) * n, (j * rect.width + i) * n
@@ -66,10 +141,16 @@ class Buffer:
 
 
 class Item:
-    def __init__(self, name: str, width: int, height: int, channels: int, fmt: str) -> None:
+    def __init__(self, name: str, width: int, height: int, fmt: str) -> None:
         self.name, self.offsets, self.parent = name, (0, 0), None
         self.writes, self.updates = 0, []
-        self.buffer = Buffer(self, width, height, channels, fmt)
+        self.buffer = Buffer(self, width, height, fmt)
+
+    def get_format(self) -> Format:
+        return self.buffer.format
+
+    def has_alpha(self) -> bool:
+        return self.buffer.format.has_alpha
 
     def get_name(self) -> str:
         return self.name
@@ -101,14 +182,17 @@ class Item:
 class Layer(Item):
     created: list[tuple] = []
 
-    def __init__(self, name: str, width: int, height: int, group: bool = False) -> None:
-        super().__init__(name, width, height, 4, RGBA_FORMAT)
+    def __init__(
+        self, name: str, width: int, height: int, group: bool = False, fmt: str = RGBA_FORMAT
+    ) -> None:
+        super().__init__(name, width, height, fmt)
         self.group = group
 
     @classmethod
     def new(cls, image, name, width, height, image_type, opacity, mode) -> Layer:
+        """Like GIMP: the layer has the image's precision."""
         cls.created.append((name, width, height, image_type, opacity, mode))
-        layer = cls(name, width, height)
+        layer = cls(name, width, height, fmt=image.layer_format(image_type == "RGBA_IMAGE"))
         layer.image = image
         return layer
 
@@ -118,7 +202,7 @@ class Layer(Item):
 
 class Channel(Item):
     def __init__(self, name: str, width: int, height: int) -> None:
-        super().__init__(name, width, height, 1, MASK_FORMAT)
+        super().__init__(name, width, height, MASK_FORMAT)
 
 
 class ImageBaseType(Enum):
@@ -128,8 +212,11 @@ class ImageBaseType(Enum):
 
 
 class Image:
-    def __init__(self, width: int, height: int, base=ImageBaseType.RGB) -> None:
-        self.size, self.base = (width, height), base
+    #: Layer formats (with alpha) of the precisions this fake knows.
+    PRECISIONS = {"u8": "R'G'B'A u8", "u16": "R'G'B'A u16", "float": "RGBA float"}
+
+    def __init__(self, width: int, height: int, base=ImageBaseType.RGB, precision="u8") -> None:
+        self.size, self.base, self.precision = (width, height), base, precision
         self.layers: list[Layer] = []  # top first, like GIMP
         self.selection = Channel("selection", width, height)
         self.undo_depth, self.undo_groups, self.insert_depths = 0, 0, []
@@ -142,6 +229,10 @@ class Image:
 
     def get_base_type(self) -> ImageBaseType:
         return self.base
+
+    def layer_format(self, alpha: bool = True) -> str:
+        name = self.PRECISIONS[self.precision]
+        return name if alpha else name.replace("A ", " ")
 
     def get_selection(self) -> Channel:
         return self.selection
@@ -285,7 +376,7 @@ def make_modules() -> tuple[types.ModuleType, dict[str, types.ModuleType]]:
         Image=Image,
         Selection=Selection,
         ImageBaseType=ImageBaseType,
-        ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE"),
+        ImageType=types.SimpleNamespace(RGBA_IMAGE="RGBA_IMAGE", RGB_IMAGE="RGB_IMAGE"),
         LayerMode=types.SimpleNamespace(NORMAL="NORMAL"),
         PDBStatusType=PDBStatusType,
         PDBProcType=types.SimpleNamespace(PLUGIN="PLUGIN"),
@@ -313,10 +404,24 @@ def make_modules() -> tuple[types.ModuleType, dict[str, types.ModuleType]]:
     gegl.__dict__.update(Rectangle=Rectangle, AbyssPolicy=AbyssPolicy)
     glib = types.ModuleType("gi.repository.GLib")
     glib.Error = GLibError
+    babl = types.ModuleType("gi.repository.Babl")
+    babl.__dict__.update(
+        get_name=lambda obj: obj.name,
+        format_get_type=lambda fmt, index: types.SimpleNamespace(name=fmt.type),
+        format_get_n_components=lambda fmt: fmt.components,
+        format_has_alpha=lambda fmt: fmt.has_alpha,
+    )
     gobject = types.ModuleType("gi.repository.GObject")
     gobject.ParamFlags = types.SimpleNamespace(READWRITE="READWRITE")
     repository = types.ModuleType("gi.repository")
-    modules = {"Gimp": gimp, "GimpUi": gimpui, "Gegl": gegl, "GLib": glib, "GObject": gobject}
+    modules = {
+        "Gimp": gimp,
+        "GimpUi": gimpui,
+        "Gegl": gegl,
+        "Babl": babl,
+        "GLib": glib,
+        "GObject": gobject,
+    }
     repository.__dict__.update(modules)
     gi = types.ModuleType("gi")
     gi.versions = {}

@@ -4,6 +4,7 @@ imported as built by tools/build_plugins.py, talking to a real bridge (tiny-rand
 from __future__ import annotations
 
 import sys
+import time
 import types
 
 import pytest
@@ -11,6 +12,11 @@ import pytest
 from . import fake_gimp
 from .conftest import FAST_SETTINGS, import_from
 from .fake_krita import gradient
+from .stalled_bridge import StalledBridge
+
+#: The mnemonics of GimpUi.ProcedureDialog's own buttons in GIMP 3.0 (_Load Saved Settings,
+#: _Save Settings, _Help, _Reset, _Cancel, _OK), as test_gimp_real.py reads them.
+DIALOG_BUTTON_MNEMONICS = set("lshrco")
 
 W, H = 64, 48
 OFFSET = (4, 2)
@@ -90,7 +96,7 @@ def test_registers_an_image_procedure_under_filters_ai(gp):
         "bridge",
         "fingerprint",
     ]
-    assert gp.gi.versions == {"Gimp": "3.0", "GimpUi": "3.0", "Gegl": "0.4"}
+    assert gp.gi.versions == {"Gimp": "3.0", "GimpUi": "3.0", "Gegl": "0.4", "Babl": "0.1"}
 
 
 def test_edit_inserts_a_new_layer_above_the_source_in_one_undo_group(gp, connect, monkeypatch):
@@ -202,14 +208,187 @@ def test_wrong_result_size_is_refused_before_any_undo_group(gp):
         def submit_edit(self, *args, **kwargs):
             return "j1"
 
-        def events(self, job):
-            yield result
+        def poll(self, timeout):
+            return result
 
     params = gp.plugin.EditParams("a", "b")
     with pytest.raises(gp.plugin.PluginError, match="expected 48x40"):
         gp.plugin.edit_layer(image, source, params, OneShotClient(), gp.plugin.Progress())
     assert image.undo_groups == 0 and len(image.layers) == 2
     assert ("progress_end",) in gp.Gimp.calls
+
+
+def test_dialog_labels_have_distinct_mnemonics_free_of_the_dialog_buttons(gp):
+    procedure = gp.plugin.CdsGimp().do_create_procedure(gp.plugin.PROC_NAME)
+    labels = [spec[1] for spec in procedure.arguments.values()]
+    letters = [label[label.index("_") + 1].lower() for label in labels]
+    assert len(set(letters)) == len(letters), labels
+    assert not set(letters) & DIALOG_BUTTON_MNEMONICS, labels
+
+
+def test_progress_shows_in_gimps_progress_bar(gp, connect, monkeypatch):
+    fast(gp, monkeypatch)
+    del gp.Gimp.calls[:]
+    image, source = make_image()
+    status, error = run(gp, image, [source], config())
+    assert status is fake_gimp.PDBStatusType.SUCCESS, error.message
+    names = [call[0] for call in gp.Gimp.calls]
+    assert names[0] == "progress_init" and "sending 48x40 pixels" in gp.Gimp.calls[0][1]
+    steps = [call[1] for call in gp.Gimp.calls if call[0] == "progress_update"]
+    assert steps and steps[-1] == 1.0 and steps == sorted(steps)
+    assert names.index("progress_end") > names.index("progress_update")
+
+
+# ----------------------------------------------------------------------------- precision
+def fill(layer, pixel_at) -> None:
+    """Write pixel_at(x, y) (a tuple in the layer's native format) into every pixel."""
+    fmt = layer.buffer.format
+    for y in range(layer.get_height()):
+        for x in range(layer.get_width()):
+            k = (y * layer.get_width() + x) * fmt.bpp
+            layer.buffer.data[k : k + fmt.bpp] = fmt.struct.pack(*pixel_at(x, y))
+
+
+def native(layer, x: int, y: int) -> tuple:
+    fmt = layer.buffer.format
+    k = (y * layer.get_width() + x) * fmt.bpp
+    return fmt.struct.unpack(layer.buffer.data[k : k + fmt.bpp])
+
+
+HIGH_BIT = {
+    # 16-bit: values no 8-bit pixel has (odd multiples of 1/65535), alpha not 255*257
+    "u16": lambda x, y: (1000 + 301 * x, 40000 - 257 * y + 1, 12345 + x * y, 65000 - x),
+    # float linear: HDR values above 1, negative ones, alpha 0.75
+    "float": lambda x, y: (4.0 + x / 7, -0.25 + y / 100, (x * y) / 997, 0.75),
+}
+
+
+@pytest.mark.parametrize("precision", ["u16", "float"])
+def test_high_bit_depth_keeps_the_source_where_the_mask_is_0(gp, connect, monkeypatch, precision):
+    """The new layer has the image's precision; outside the selection (mask 0) its pixels
+    are the source's own, bit for bit, even values 8 bits cannot hold; inside the edit."""
+    fast(gp, monkeypatch)
+    image, source = make_image()
+    image.precision = precision
+    layer = fake_gimp.Layer("Source", W, H, fmt=image.layer_format())
+    layer.set_offsets(*OFFSET)
+    fill(layer, HIGH_BIT[precision])
+    image.layers = [image.layers[0], layer]
+    before = bytes(layer.buffer.data)
+    status, error = run(gp, image, [layer], config())
+    assert status is fake_gimp.PDBStatusType.SUCCESS, error.message
+    new = image.layers[1]
+    assert new.get_format() is layer.get_format(), new.get_format().name
+    assert bytes(layer.buffer.data) == before and layer.writes == 0
+    bx, by, bw, bh = BOX
+    sx, sy, sw, sh = SELECTION
+    changed = 0
+    for y in range(by, by + bh):
+        for x in range(bx, bx + bw):
+            got = native(new, x - bx, y - by)
+            src = native(layer, x - OFFSET[0], y - OFFSET[1])
+            assert got[3] == src[3], ("alpha", x, y)
+            if sx <= x < sx + sw and sy <= y < sy + sh:
+                changed += got != src
+            else:
+                assert got == src, (x, y)
+    assert changed > 0, "the edit changed nothing inside the selection"
+
+
+class ScriptedClient:
+    """Answers every edit with ``result`` (RGBA bytes of the box) as the bridge would."""
+
+    def __init__(self, gp, box, rgba: bytes) -> None:
+        png = gp.plugin.pngcodec.encode_png(box.width, box.height, rgba)
+        self.result = gp.plugin.proto.Message("result", "j1", parts={"image": png})
+
+    def submit_edit(self, *args, **kwargs):
+        return "j1"
+
+    def poll(self, timeout):
+        return self.result
+
+
+def test_feathered_selection_blends_by_the_mask_at_full_precision(gp):
+    """Partly selected pixels get result + (1 - m) * (source - sent): with a black result,
+    a float pixel of 4.0 (sent as 1.0) selected at m = 128/255 becomes (1 - m) * 3.0."""
+    image = fake_gimp.Image(W, H, precision="float")
+    layer = fake_gimp.Layer("Source", W, H, fmt=image.layer_format())
+    fill(layer, lambda x, y: (4.0, 0.5, 0.25, 1.0))
+    image.layers = [layer]
+    image.select_rectangle(20, 14, 16, 12, value=255)
+    image.select_rectangle(20, 14, 16, 2, value=128)  # a soft top edge
+    params = gp.plugin.EditParams("a grey wall", "a black wall")
+    request = gp.plugin.prepare(image, layer, params)
+    box, sent = request.box, request.rgba
+    black = bytearray(sent)  # what the engine returns: the source where the mask is 0
+    for i, m in enumerate(request.mask):
+        if m:
+            black[i * 4 : i * 4 + 3] = b"\0\0\0"
+    new = gp.plugin.edit_layer(
+        image, layer, params, ScriptedClient(gp, box, bytes(black)), gp.plugin.Progress()
+    )
+    at = lambda x, y: native(new, x - box.left, y - box.top)  # noqa: E731
+    assert at(25, 20) == (0.0, 0.0, 0.0, 1.0), "fully selected: the 8-bit result"
+    assert at(25, 12) == (4.0, 0.5, 0.25, 1.0), "unselected: the source, bit for bit"
+    keep = 1 - 128 / 255
+    sent_linear = fake_gimp.babl_format("R'G'B'A u8").decode(sent[:4])  # same everywhere
+    expected = [keep * (v - s) for v, s in zip((4.0, 0.5, 0.25), sent_linear)]
+    assert at(25, 14)[:3] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert at(25, 14)[0] == pytest.approx(keep * 3.0, rel=1e-5)
+
+
+def test_layer_without_alpha_gets_a_result_layer_without_alpha(gp, connect, monkeypatch):
+    fast(gp, monkeypatch)
+    image = fake_gimp.Image(W, H, precision="u16")
+    layer = fake_gimp.Layer("Source", W, H, fmt=image.layer_format(alpha=False))
+    fill(layer, lambda x, y: (1001 + x, 2003 + y, 3005))
+    image.layers = [layer]
+    image.select_rectangle(*SELECTION)
+    status, error = run(gp, image, [layer], config())
+    assert status is fake_gimp.PDBStatusType.SUCCESS, error.message
+    new = image.layers[0]
+    assert new.get_format().name == "R'G'B' u16" and not new.has_alpha()
+    assert native(new, 0, 0) == native(layer, *new.offsets)  # the box's corner: unselected
+
+
+# ----------------------------------------------------------------------------- waiting
+@pytest.fixture
+def quick_watchdog(gp, monkeypatch, tmp_path):
+    """Ping after 0.2 s of silence, give the pong 0.5 s; a token the fake bridges accept."""
+    token = tmp_path / "bridge-token"
+    token.write_text("t" * 64)
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setattr(gp.plugin.common, "QUIET_BEFORE_PING", 0.2)
+    monkeypatch.setattr(
+        gp.plugin, "make_client", lambda *args: gp.plugin.common.make_client("cds-gimp", 0.5)
+    )
+
+
+def test_a_bridge_that_stops_answering_ends_the_wait_with_a_message(
+    gp, quick_watchdog, monkeypatch
+):
+    image, source = make_image()
+    with StalledBridge("silent") as bridge:
+        monkeypatch.setenv("CDS_BRIDGE_PORT", str(bridge.port))
+        started = time.monotonic()
+        status, error = run(gp, image, [source], config())
+        took = time.monotonic() - started
+    assert status is fake_gimp.PDBStatusType.EXECUTION_ERROR
+    assert "the bridge stopped answering" in error.message and "\n" not in error.message
+    assert bridge.received[:2] == ["edit", "ping"] and took < 5
+    assert len(image.layers) == 2 and image.undo_groups == 0
+    assert ("progress_end",) in gp.Gimp.calls
+
+
+def test_a_bridge_killed_mid_edit_is_one_line_and_changes_nothing(gp, quick_watchdog, monkeypatch):
+    image, source = make_image()
+    with StalledBridge("close") as bridge:
+        monkeypatch.setenv("CDS_BRIDGE_PORT", str(bridge.port))
+        status, error = run(gp, image, [source], config())
+    assert status is fake_gimp.PDBStatusType.EXECUTION_ERROR
+    assert "closed the connection" in error.message and "\n" not in error.message
+    assert len(image.layers) == 2 and image.undo_groups == 0
 
 
 def test_remote_bridge_over_tls_with_the_fingerprint(gp, tls_bridge, monkeypatch, tmp_path):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from cds_desktop.fileio import atomic_write
 
 from .model import Document, Layer, flatten
 
@@ -23,27 +23,12 @@ class DocumentError(Exception):
     """A file could not be opened or written; the message is shown to the user as-is."""
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` via a temp file in the same folder + os.replace (never a partial file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def png_bytes(rgba: np.ndarray) -> bytes:
+def png_bytes(rgba: np.ndarray, level: int = 6) -> bytes:
+    """PNG of (H, W, 4) uint8 RGBA at zlib ``level`` (6 = PIL's default)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        buf, format="PNG", compress_level=level
+    )
     return buf.getvalue()
 
 

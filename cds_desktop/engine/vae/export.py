@@ -14,8 +14,9 @@ Cache: ``<cache>/onnx-vae/<identity>/`` where ``<cache>`` is ``$CDS_CACHE_DIR`` 
 ``platformdirs.user_cache_dir("cds-desktop")`` and ``<identity>`` hashes the VAE config and the
 bytes of its weights. ``meta.json`` (written last) records the format, opset, factors, identity
 and exporter versions; an export whose sidecar is missing, unreadable or mismatched is redone.
-DESIGN.md: the engine writes no files - this cache is the one documented exception, and every
-write lives in this module (temp file in the same folder + ``os.replace``, never a partial file).
+docs/design.md: the engine writes no files - this cache is the one documented exception, and
+every write lives in this module (through ``cds_desktop.fileio``: temp file in the same folder +
+``os.replace``, never a partial file).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from cds_desktop.fileio import atomic_path
 
 from .base import vae_scale_factor
 
@@ -156,21 +157,8 @@ def read_valid_export(folder: Path, expected: dict) -> ExportInfo | None:
 
 
 # ----------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path next to ``target``; on success it replaces ``target`` atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
 def _write_json(target: Path, data: dict) -> None:
-    with _atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
 
 
@@ -227,7 +215,7 @@ def export_vae(vae: torch.nn.Module, folder: Path, identity: str, source: str = 
                 DECODER_FILE,
             ),
         ):
-            with _atomic_path(folder / name) as tmp:
+            with atomic_path(folder / name) as tmp:
                 _export_graph(graph.eval(), example, names, tmp)
     meta = expected_meta(module, identity) | {
         "source": source,
@@ -298,7 +286,7 @@ def fp16_graph(info: ExportInfo, which: str) -> Path | None:
         return target
     try:
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        with _atomic_path(target) as tmp:
+        with atomic_path(target) as tmp:
             onnx.save(model, str(tmp))
     except Exception as exc:  # converter failures are not fatal: fp32 still works
         log.warning("fp16 conversion of the ONNX VAE %s failed (%s); using fp32", which, exc)

@@ -5,9 +5,12 @@ Filters > AI > CDS Edit... sends the selected layer's pixels (inside the selecti
 bounding box plus a margin, or the whole layer on the canvas when nothing is selected) to a
 running ``cds-desktop --serve`` bridge, with the selection as the mask, and inserts the
 result as a new layer directly above the source, named after the target prompt, at the same
-place, inside one undo group. The source layer is only read. Inside the selection the new
-layer shows the edit; elsewhere in the box it is a bit-identical copy of the source; outside
-the box it does not exist (the layer is the size of the box).
+place, inside one undo group. The source layer is only read. The new layer has the image's
+precision: where the selection is 0 it is a bit-identical copy of the source, where it is
+fully selected it holds the edit (8-bit sRGB from the model, converted), in between the two
+are blended by the selection; outside the box it does not exist (the layer is the size of
+the box). The progress shows in GIMP's status bar; its cancel button ends the plug-in and
+with it the job, and a bridge that stops answering ends the wait with a message.
 
 Install: copy the ``cds_gimp`` folder (with its ``cds_bridge`` sub-folder, added by
 tools/build_plugins.py) to ``~/.config/GIMP/3.0/plug-ins/`` and make ``cds_gimp.py``
@@ -27,21 +30,15 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+gi.require_version("Babl", "0.1")
+from gi.repository import Babl, Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cds_bridge import client as bridge_client  # noqa: E402
 from cds_bridge import plugin_common as common  # noqa: E402
 from cds_bridge import pngcodec  # noqa: E402
 from cds_bridge import protocol as proto  # noqa: E402
-from cds_bridge.plugin_common import (  # noqa: E402
-    EditParams,
-    PluginError,
-    Rect,
-    check_params,
-    context_margin,
-    layer_name,
-)
+from cds_bridge.plugin_common import EditParams, PluginError, Rect  # noqa: E402
 
 log = logging.getLogger("cds_gimp")
 
@@ -111,7 +108,7 @@ def plan_box(image: Any, drawable: Any) -> tuple[Rect, bool]:
             "the selection does not overlap the layer: select part of it "
             "(or Select > None to edit the whole layer)"
         )
-    return selected.grow(context_margin(selected)).intersect(content), True
+    return selected.grow(common.context_margin(selected)).intersect(content), True
 
 
 def read_rgba(drawable: Any, box: Rect) -> bytes:
@@ -133,37 +130,73 @@ def read_mask(image: Any, box: Rect) -> bytes:
 
 
 # ----------------------------------------------------------------------------- GIMP writes
-def insert_result(image: Any, source: Any, box: Rect, rgba: bytes, name: str) -> Any:
-    """A new layer right above ``source`` at ``box``, in one undo group."""
+def native_format(drawable: Any) -> str:
+    """The Babl name of the drawable's own pixel format, colour space included (e.g.
+    ``R'G'B'A u16`` or ``RGBA float-space-...``): Gegl reads and writes it unconverted."""
+    return str(Babl.get_name(drawable.get_format()))
+
+
+def pixel_layout(drawable: Any) -> common.PixelLayout:
+    fmt = drawable.get_format()
+    kind = str(Babl.get_name(Babl.format_get_type(fmt, 0)))
+    if kind not in common.COMPONENT_TYPES:
+        raise PluginError(f"unsupported pixel format {Babl.get_name(fmt)!r}")
+    components = int(Babl.format_get_n_components(fmt))
+    return common.PixelLayout(components, kind, bool(Babl.format_has_alpha(fmt)))
+
+
+def insert_result(image: Any, source: Any, request: Request, rgba: bytes, name: str) -> Any:
+    """A new layer right above ``source`` at the request's box, in one undo group.
+
+    It has the image's precision: the source's own pixels where the selection is 0, the
+    8-bit result where it is 255, and in between the result plus the unselected share of
+    the source's extra precision (:func:`plugin_common.compose_result`)."""
+    box = request.box
     if len(rgba) != box.width * box.height * 4:
         raise PluginError(f"the result has {len(rgba)} bytes, expected {box.width}x{box.height}")
+    layer_type = Gimp.ImageType.RGBA_IMAGE if source.has_alpha() else Gimp.ImageType.RGB_IMAGE
     image.undo_group_start()
     try:
         layer = Gimp.Layer.new(
-            image,
-            name,
-            box.width,
-            box.height,
-            Gimp.ImageType.RGBA_IMAGE,
-            100.0,
-            Gimp.LayerMode.NORMAL,
+            image, name, box.width, box.height, layer_type, 100.0, Gimp.LayerMode.NORMAL
         )
         position = image.get_item_position(source)
         if not image.insert_layer(layer, source.get_parent(), position):
             raise PluginError(f"GIMP refused to add the layer '{name}'")
         layer.set_offsets(box.left, box.top)
-        buffer = layer.get_buffer()
-        buffer.set(gegl_rect(Rect(0, 0, box.width, box.height)), RGBA_FORMAT, rgba)
-        buffer.flush()
+        write_pixels(layer, source, request, rgba)
         layer.update(0, 0, box.width, box.height)
     finally:
         image.undo_group_end()
     return layer
 
 
+def write_pixels(layer: Any, source: Any, request: Request, rgba: bytes) -> None:
+    """Fill the new layer (the size of the box) at the image's precision."""
+    box, native = request.box, native_format(layer)
+    local = gegl_rect(Rect(0, 0, box.width, box.height))
+    buffer = layer.get_buffer()
+    x, y = drawable_offsets(source)
+    none = Gegl.AbyssPolicy.NONE
+    original = bytes(source.get_buffer().get(gegl_rect(box, -x, -y), 1.0, native, none))
+
+    def to_native(pixels: bytes) -> bytes:  # 8-bit sRGB -> the layer's format, via the layer
+        buffer.set(local, RGBA_FORMAT, pixels)
+        return bytes(buffer.get(local, 1.0, native, none))
+
+    result = to_native(rgba)
+    partial = request.mask is not None and bool(request.mask.translate(None, b"\x00\xff"))
+    sent = to_native(request.rgba) if partial else result
+    layout = pixel_layout(layer)
+    buffer.set(local, native, common.compose_result(original, result, sent, request.mask, layout))
+    buffer.flush()
+
+
 # ----------------------------------------------------------------------------- the edit
 class Progress:
-    """GIMP's progress bar (the image window's status bar)."""
+    """GIMP's progress bar (the image window's status bar). GIMP's cancel button there ends
+    this plug-in's process; the bridge then cancels the job (it cancels the jobs of every
+    connection that closes) and nothing is added to the image."""
 
     def start(self, text: str) -> None:
         Gimp.progress_init(text)
@@ -180,8 +213,16 @@ class Progress:
 
 
 def wait_for_result(client: Any, job: str, progress: Progress) -> bytes:
-    """Block (GIMP itself stays responsive: plug-ins run in their own process)."""
-    for msg in client.events(job):
+    """Block until the job's result (GIMP itself stays responsive: plug-ins run in their own
+    process). After QUIET_BEFORE_PING seconds without news the bridge is pinged: a bridge
+    that does not answer within NETWORK_TIMEOUT ends the wait with a PluginError."""
+    while True:
+        msg = client.poll(common.QUIET_BEFORE_PING)
+        if msg is None:
+            check_alive(client)
+            continue
+        if msg.job != job:
+            continue
         if msg.type == proto.RESULT:
             return msg.parts.get("image", b"")
         if msg.type == proto.ERROR:
@@ -193,7 +234,22 @@ def wait_for_result(client: Any, job: str, progress: Progress) -> bytes:
             progress.update(f"CDS: step {step}/{total}", min(1.0, step / total))
         elif msg.type == proto.PROGRESS:
             progress.update(f"CDS: {msg.get('message') or 'loading the model'}", None)
-    raise PluginError("the bridge ended the job without a result")
+
+
+def check_alive(client: Any) -> None:
+    """Ping the bridge on the job's connection; PluginError if it does not answer."""
+    welcome = client.welcome
+    try:
+        client.ping()
+    except bridge_client.BridgeError as exc:
+        if exc.code != proto.TIMEOUT:
+            raise
+        raise PluginError(
+            f"the bridge stopped answering (no reply to a ping within {client.timeout:g} s): "
+            "the edit was abandoned; restart `cds-desktop --serve`"
+        ) from None
+    if client.welcome is not welcome:  # ping() reconnected: the job's connection is gone
+        raise PluginError("the bridge closed the connection during the edit: try again")
 
 
 def _error_text(msg: Any) -> str:
@@ -204,9 +260,12 @@ def _error_text(msg: Any) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    """What is sent: the box (image coordinates) and its PNGs."""
+    """What is sent: the box (image coordinates), its 8-bit RGBA pixels, the mask (one byte
+    per pixel, None without a selection) and their PNGs."""
 
     box: Rect
+    rgba: bytes
+    mask: bytes | None
     image_png: bytes
     mask_png: bytes | None
     layer_name: str
@@ -214,13 +273,13 @@ class Request:
 
 def prepare(image: Any, drawable: Any, params: EditParams) -> Request:
     """Check and read everything locally, before any connection is made."""
-    check_params(params)
+    common.check_params(params)
     box, selected = plan_box(image, drawable)
     rgba = read_rgba(drawable, box)
     mask = read_mask(image, box) if selected else None
     image_png = pngcodec.encode_png(box.width, box.height, rgba, channels=4)
     mask_png = pngcodec.encode_png(box.width, box.height, mask, channels=1) if mask else None
-    return Request(box, image_png, mask_png, drawable.get_name())
+    return Request(box, rgba, mask, image_png, mask_png, drawable.get_name())
 
 
 def send(client: Any, request: Request, params: EditParams, progress: Progress) -> bytes:
@@ -253,7 +312,7 @@ def edit_layer(
     """Read, send, wait, insert. Returns the new layer. Raises user-readable errors."""
     request = prepare(image, drawable, params)
     rgba = send(client, request, params, progress)
-    return insert_result(image, drawable, request.box, rgba, layer_name(params.target))
+    return insert_result(image, drawable, request, rgba, common.layer_name(params.target))
 
 
 def make_client(address: str = "", fingerprint: str = "") -> Any:
@@ -293,7 +352,7 @@ def run(procedure, run_mode, image, drawables, config, data):
         fingerprint = str(config.get_property("fingerprint") or "")
         with make_client(bridge, fingerprint) as client:
             rgba = send(client, request, params, Progress())
-        insert_result(image, drawable, request.box, rgba, layer_name(params.target))
+        insert_result(image, drawable, request, rgba, common.layer_name(params.target))
     except (PluginError, bridge_client.BridgeError, pngcodec.PngError) as exc:
         return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(str(exc)))
     Gimp.displays_flush()
@@ -309,12 +368,12 @@ def _mode_choice() -> Any:
 
 def add_arguments(procedure: Any) -> None:
     rw = GObject.ParamFlags.READWRITE
-    procedure.add_string_argument("source", "_Source prompt", "What the layer shows now", "", rw)
+    procedure.add_string_argument("source", "Source _prompt", "What the layer shows now", "", rw)
     procedure.add_string_argument("target", "_Target prompt", "What it should show", "", rw)
     procedure.add_choice_argument("mode", "_Mode", "CDS or plain DDS", _mode_choice(), "cds", rw)
     procedure.add_int_argument(
         "steps",
-        "S_teps",
+        "St_eps",
         "Optimisation steps",
         common.MIN_STEPS,
         common.MAX_STEPS,
@@ -323,10 +382,10 @@ def add_arguments(procedure: Any) -> None:
     )
     # where the bridge is (empty: this computer, or $CDS_BRIDGE_HOST/_PORT/_FINGERPRINT)
     procedure.add_string_argument(
-        "bridge", "Bridge address", "HOST[:PORT] of a remote bridge; empty: this computer", "", rw
+        "bridge", "_Bridge address", "HOST[:PORT] of a remote bridge; empty: this computer", "", rw
     )
     procedure.add_string_argument(
-        "fingerprint", "Certificate fingerprint", "SHA-256 the remote bridge printed", "", rw
+        "fingerprint", "Certificate _fingerprint", "SHA-256 the remote bridge printed", "", rw
     )
 
 
