@@ -266,7 +266,7 @@ def test_registers_under_filters_ai_with_its_arguments(main_run):
     assert reg["menu_paths"] == ["<Image>/Filters/AI"]
     assert reg["menu_label"] == "CDS _Edit..."
     assert reg["image_types"] == "RGB*"
-    assert reg["arguments"][-4:] == ["source", "target", "mode", "steps"]
+    assert reg["arguments"][-6:] == ["source", "target", "mode", "steps", "bridge", "fingerprint"]
 
 
 def test_dialog_mnemonics_are_distinct(gimp):
