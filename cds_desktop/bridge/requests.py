@@ -15,6 +15,7 @@ import numpy as np
 
 from cds_desktop.engine import EditError, EditSettings
 from cds_desktop.engine import jobs as J
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
 
 from .images import ImageError, decode_png_array, png_size
@@ -41,7 +42,7 @@ class ModelChoice:
     model: str
     device: str = "auto"
     dtype: str = "auto"
-    vae_backend: str = "torch"
+    vae_backend: str = DEFAULT_VAE_BACKEND
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine.models import DEMO_MODEL, describe_spec
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
 from plugin_bridge.config import is_loopback
 
@@ -89,7 +90,7 @@ class BridgeServer:
         limits: ServerLimits = ServerLimits(),
         device: str = "auto",
         dtype: str = "auto",
-        vae_backend: str = "torch",
+        vae_backend: str = DEFAULT_VAE_BACKEND,
         token_file: Path | None = None,
         on_status: Callable[[BridgeStatus], None] | None = None,
     ) -> None:

@@ -158,7 +158,7 @@ class PromptPanel(QWidget):
 
     def _ask_repo(self) -> str | None:
         text, ok = QInputDialog.getText(
-            self, "Hugging Face model", "Repo id (SD 1.x):", text=model_choice.SD15
+            self, "Hugging Face model", "Repo id (SD-1.x, SD-2.x or SDXL):", text=model_choice.SD15
         )
         return text.strip() if ok and text.strip() else None
 
