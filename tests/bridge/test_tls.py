@@ -8,6 +8,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -205,3 +206,17 @@ def test_man_in_the_middle_gains_nothing_from_a_client_that_trusted_it(tls_serve
     assert seen.startswith(P.encode_handshake()) and b'"type":"challenge"' in seen
     assert token.encode() not in seen and bytes.fromhex(token) not in seen
     assert b'"type":"auth"' not in seen  # the client never proved anything to it
+
+
+def test_a_silent_tcp_client_on_the_tls_port_is_dropped_at_the_handshake_deadline(tls_server):
+    """No TLS ClientHello at all: the same total deadline (5 s in these tests) as plain TCP."""
+    with socket.create_connection((tls_server.host, tls_server.port), timeout=GUARD) as sock:
+        start = time.monotonic()
+        try:
+            data = sock.recv(100)
+        except ConnectionResetError:
+            data = b""
+        waited = time.monotonic() - start
+    assert data == b"" and waited < 15, waited
+    with client_of(tls_server) as client:
+        assert client.ping() >= 0
