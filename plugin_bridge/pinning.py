@@ -62,7 +62,7 @@ class PinStore:
     def load(self) -> dict[str, str]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing pinned yet
             return {}
         except (OSError, ValueError) as exc:
             raise PinError(f"cannot read the pinned certificates in {self.path}: {exc}") from None
@@ -130,17 +130,30 @@ def check(
     pinned = store.get(host, port) if store is not None else None
     if pinned is not None and pinned != seen:
         if expected:  # the user vouches for the new certificate
-            store.pin(host, port, seen)
-            return True
+            return _record(store, host, port, seen, required=False)
         raise PinError(
             f"the certificate of the bridge at {where} CHANGED (pinned {pinned}, now {seen}). "
             "If you made a new certificate on the server, enter its new fingerprint; "
             "otherwise someone may be intercepting the connection. Refusing to connect."
         )
     if pinned is None and store is not None:
-        store.pin(host, port, seen)
-        return True
+        return _record(store, host, port, seen, required=not expected)
     return False
+
+
+def _record(store: PinStore, host: str, port: int, fp: str, required: bool) -> bool:
+    """Pin ``fp``; if the file cannot be written, refuse only when nothing else vouches for
+    the certificate (trust on first use needs the pin to mean anything later)."""
+    try:
+        store.pin(host, port, fp)
+    except OSError as exc:
+        if required:
+            raise PinError(
+                f"cannot remember the certificate of {host}:{port} in {store.path} "
+                f"({exc.strerror or exc}): enter the fingerprint the server printed instead"
+            ) from None
+        return False
+    return True
 
 
 def client_context():

@@ -220,3 +220,16 @@ def test_a_silent_tcp_client_on_the_tls_port_is_dropped_at_the_handshake_deadlin
     assert data == b"" and waited < 15, waited
     with client_of(tls_server) as client:
         assert client.ping() >= 0
+
+
+def test_an_unwritable_pin_file_needs_the_fingerprint(tls_server, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    pins = pinning.PinStore(blocked / "known-bridges.json")  # its folder is a file
+    with pytest.raises(C.BridgeError) as info:
+        remote_client(tls_server, pins, tls=True).connect()
+    assert info.value.code == C.FINGERPRINT_MISMATCH
+    assert "enter the fingerprint" in str(info.value)
+    fp = tls_server.tls.fingerprint
+    with remote_client(tls_server, pins, tls=True, fingerprint=fp) as client:
+        assert client.ping() >= 0 and not client.pinned_now
