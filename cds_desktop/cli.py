@@ -139,6 +139,11 @@ def settings_from_args(args) -> EditSettings:
     )
 
 
+def unset_model_defaults(args) -> tuple[str, ...]:
+    """The model-dependent knobs (settings.MODEL_DEFAULTS) the user did not give."""
+    return () if args.guidance is not None else ("guidance_scale",)
+
+
 class OutputErrors(Exception):
     """Some outputs could not be written (each was already reported in one line)."""
 
@@ -163,8 +168,7 @@ def run(args) -> list[Path]:
         if not t.strip():
             raise EditError("the target prompt is empty: describe the edited image")
     model = load_model(args.model, **model_kwargs(args))
-    if args.guidance is None and "guidance_scale" in model.recommended:
-        settings = settings.replace(guidance_scale=model.recommended["guidance_scale"])
+    settings = settings.with_model_defaults(model.recommended, unset_model_defaults(args))
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")
     if model.is_random:
         say(args, "WARNING: tiny-random has RANDOM WEIGHTS (a test fixture): its edits are noise.")

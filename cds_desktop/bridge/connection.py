@@ -140,6 +140,7 @@ class Connection:
         self.limits = limits
         self.id = next(self._ids)
         self.name = f"client#{self.id} {addr[0]}:{addr[1]}"
+        self.client_name = "client"  # what the hello calls it: "cds-krita", "cds-gimp", ...
         self.stream = P.SocketStream(sock)
         self.outbox = Outbox(limits.max_outbox)
         self.session: ClientSession | None = None
@@ -240,7 +241,8 @@ class Connection:
         first = self._read_hello(stream)
         self.gate.authenticate(first, lambda msg: self._exchange(stream, msg), self.name)
         self.gate.admit(self)
-        log.info("%s connected (%s)", self.name, str(first.get("client", ""))[:80])
+        self.client_name = str(first.get("client") or "client")[:80]
+        log.info("%s connected (%s)", self.name, self.client_name)
         P.write_message(stream, self.gate.welcome())
         self.sock.settimeout(limits.io_timeout)
         self.session = self.gate.open_session(self, self.outbox.put)

@@ -240,6 +240,7 @@ class BridgeServer:
                 "max_pixels": self.limits.max_pixels,
                 "max_jobs": self.limits.max_jobs_per_client,
                 "max_queued_bytes": self.limits.max_queued_bytes,
+                "max_targets": self.limits.max_targets,
             },
         )
 
@@ -253,6 +254,7 @@ class BridgeServer:
             budget=self.budget,
             name=conn.name,
             tag=conn.id,
+            origin=conn.client_name,
         )
 
     def leave(self, conn: Connection) -> None:

@@ -451,7 +451,12 @@ def run_edits(
     rgba = images.to_rgba(image)
     mask_arr = None if mask is None else images.to_mask(mask, rgba.shape[:2])
     region = images.plan_region(
-        rgba.shape[:2], mask_arr, settings.working_size, model.size_multiple, settings.crop_margin
+        rgba.shape[:2],
+        mask_arr,
+        settings.working_size,
+        model.size_multiple,
+        settings.crop_margin,
+        min_cells=max(settings.patch_sizes) if settings.effective_w_cut > 0 else 1,
     )
     device = model.device
     draws = Draws(settings.seed)
