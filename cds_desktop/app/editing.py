@@ -202,6 +202,10 @@ class EditController(QObject):
             return
         results = update.results or ((update.result,) if update.result is not None else ())
         added = []
+        undo = self.state.undo
+        several = len(results) > 1
+        if several:  # one edit, one undo step, however many result layers it made
+            undo.beginMacro(f"Edit: {' | '.join(request.target_prompts[: len(results)])}")
         for target, result in zip(request.target_prompts, results, strict=False):
             self.last_history_id += 1
             history_id = self.last_history_id
@@ -229,6 +233,8 @@ class EditController(QObject):
                     thumbnail=result.region,
                 )
             )
+        if several:
+            undo.endMacro()
         if added:
             self.status.emit(f"{', '.join(added)}: {update.message}")
 

@@ -163,6 +163,13 @@ def test_several_targets_are_one_job_with_a_preview_choice_and_one_layer_each(
     assert [int(lay.pixels[0, 0, 0]) for lay in layers[1:]] == [10, 20, 30]
     assert not window.canvas.has_preview and not choice.isVisible()
     assert len(window.history.entries) == 3
+    # one edit is one undo step: Edit > Undo takes all three result layers back
+    undo = window.actions["undo"]
+    assert undo.text().replace("&", "") == "Undo Edit: a blue circle | a green square | a cow"
+    undo.trigger()
+    assert [lay.name for lay in window.state.doc.layers] == ["circle"]
+    window.actions["redo"].trigger()
+    assert len(window.state.doc.layers) == 4
 
 
 # ----------------------------------------------------------------------------- empty mask
