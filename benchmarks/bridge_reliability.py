@@ -41,6 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from plugin_bridge import auth  # noqa: E402
 from plugin_bridge import protocol as P  # noqa: E402
 from plugin_bridge.client import BridgeClient, BridgeError, read_token  # noqa: E402
 from plugin_bridge.pngcodec import encode_png  # noqa: E402
@@ -54,7 +55,7 @@ class Server:
     def __init__(self) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="cds-bridge-bench-"))
         self.log_path = self.home / "serve.log"
-        env = {**os.environ, "XDG_CONFIG_HOME": str(self.home), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "CDS_CONFIG_DIR": str(self.home), "PYTHONPATH": str(REPO)}
         env.setdefault("OMP_NUM_THREADS", "1")
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -63,7 +64,7 @@ class Server:
             stderr=self._log, stdout=subprocess.DEVNULL, cwd=REPO, env=env,
         )  # fmt: skip
         self.port = self._wait_ready()
-        self.token = read_token(self.home / "cds-desktop" / "bridge-token")
+        self.token = read_token(self.home / "bridge-token")
         self.ps = psutil.Process(self.proc.pid)
 
     def _wait_ready(self) -> int:
@@ -188,13 +189,27 @@ def read_replies(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def check_replies(data: bytes, stats: dict) -> None:
+def authenticate(sock: socket.socket, token: str) -> P.Message:
+    """Handshake + challenge-response by hand; the server's answer (welcome or an error)."""
+    stream = P.SocketStream(sock)
+    P.write_handshake(stream)
+    P.read_handshake(stream)
+    nonce = auth.new_nonce()
+    P.write_message(stream, P.hello("bench", nonce))
+    challenge = P.read_message(stream)
+    proof = auth.proof(token, auth.CLIENT, nonce, challenge["nonce"])
+    P.write_message(stream, P.auth_reply(proof))
+    return P.read_message(stream)
+
+
+def check_replies(data: bytes, stats: dict, handshake: bool = True) -> None:
     if not data:
         stats["closed without reply"] = stats.get("closed without reply", 0) + 1
         return
     stream = io.BytesIO(data)
     try:
-        P.read_handshake(stream)
+        if handshake:
+            P.read_handshake(stream)
         while stream.tell() < len(data):
             msg = P.read_message(stream)  # strict: NaN or a lone surrogate would fail here
             if msg.type == P.ERROR:
@@ -210,21 +225,24 @@ def check_replies(data: bytes, stats: dict) -> None:
 def run_fuzz(server: Server, frames: int, seed: int = 1) -> dict:
     rng = random.Random(seed)
     image = png(8, 8)
-    hello = P.encode_message(P.hello(server.token, "fuzz"))
     stats = {"frames": 0, "connections": 0, "bad replies": 0, "liveness failures": 0}
     next_check = 500
     start = time.perf_counter()
     while stats["frames"] < frames and server.alive:
         count = rng.randint(1, 3)
-        data = P.encode_handshake() + (hello if rng.random() < 0.9 else b"")
-        data += b"".join(fuzz_frame(rng, image) for _ in range(count))
+        authenticated = rng.random() < 0.9
+        data = b"".join(fuzz_frame(rng, image) for _ in range(count))
         with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
             try:
+                if authenticated:  # the challenge-response needs a round trip
+                    authenticate(sock, server.token)
+                else:
+                    data = P.encode_handshake() + data
                 sock.sendall(data)
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-            check_replies(read_replies(sock), stats)
+            check_replies(read_replies(sock), stats, handshake=not authenticated)
         stats["frames"] += count
         stats["connections"] += 1
         if stats["frames"] >= next_check:
@@ -287,12 +305,8 @@ def hello_race(server: Server, n: int) -> int:
     def hello() -> None:
         try:
             with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as sock:
-                data = P.encode_handshake() + P.encode_message(P.hello(server.token, "race"))
                 barrier.wait(GUARD)
-                sock.sendall(data)
-                stream = P.SocketStream(sock)
-                P.read_handshake(stream)
-                reply = P.read_message(stream)
+                reply = authenticate(sock, server.token)
                 results.append(reply.type if reply.type == P.WELCOME else reply.get("code"))
                 hold.wait(GUARD)
         except Exception as exc:  # noqa: BLE001

@@ -20,12 +20,14 @@ from typing import Any
 
 from cds_desktop.bridge import BridgeServer, BridgeServerError, check_host
 from cds_desktop.bridge.server import DEFAULT_HOST, DEFAULT_PORT
+from cds_desktop.bridge.tls import CertificateError, ServerTLS
 from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine import models as M
 from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from cds_desktop.logs import setup_logging
 from cds_desktop.options import add_model_options, model_kwargs
+from plugin_bridge.config import token_path
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     ap.add_argument("--host", default=DEFAULT_HOST, help="default 127.0.0.1 (this computer)")
     ap.add_argument(
-        "--allow-remote", action="store_true", help="allow a non-loopback --host (unencrypted!)"
+        "--remote",
+        metavar="HOST",
+        help="serve other computers: listen on this address (e.g. 0.0.0.0 or this computer's "
+        "LAN address) with TLS; prints the certificate fingerprint to pin in the plug-ins",
     )
+    ap.add_argument("--allow-remote", action="store_true", help=argparse.SUPPRESS)
     add_model_options(ap)
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return ap
@@ -90,8 +96,17 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args, stop: _StopSignal) -> int:
+    tls, created = None, False
     try:
-        check_host(args.host, args.allow_remote)
+        if args.allow_remote:
+            raise BridgeServerError(
+                "--allow-remote (unencrypted) is gone: use --remote HOST, which uses TLS"
+            )
+        if args.remote:
+            args.host = args.remote
+        check_host(args.host, bool(args.remote))
+        if args.remote:  # ---- remote mode: TLS certificate beside the token
+            tls, created = ServerTLS.for_folder(token_path().parent)
         log.info("loading model %s on %s ...", M.describe_spec(args.model), args.device)
         model = _until_stopped(lambda: _load_model(args), stop)
         if model is None:
@@ -99,7 +114,7 @@ def _serve(args, stop: _StopSignal) -> int:
             _exit_now(0)  # the loading thread may be inside native code: do not wait for it
         job_queue = J.JobQueue(loader=_preloaded_loader(model, args))
         server = BridgeServer(
-            job_queue, args.host, args.port, args.model, None, args.allow_remote,
+            job_queue, args.host, args.port, args.model, None, tls,
             device=args.device, dtype=args.dtype, vae_backend=args.vae,
         )  # fmt: skip
         try:
@@ -107,9 +122,11 @@ def _serve(args, stop: _StopSignal) -> int:
         except BaseException:
             job_queue.shutdown()
             raise
-    except (BridgeServerError, EditError, OSError) as exc:
+    except (BridgeServerError, CertificateError, EditError, OSError) as exc:
         return _fail(str(exc))
     log.info("token file: %s (plug-ins read it; keep it private)", server.token_file)
+    if tls is not None:
+        _print_pairing(server, tls, show_token=created)
     log.info("ready: model %s, port %d; press Ctrl+C to stop", model.label, server.port)
     while server.running and not stop.event.wait(0.5):
         pass
@@ -119,6 +136,26 @@ def _serve(args, stop: _StopSignal) -> int:
         log.info("the current step is still running; exiting without waiting for it")
         _exit_now(0)
     return 0
+
+
+def _print_pairing(server: BridgeServer, tls: ServerTLS, show_token: bool) -> None:
+    """What a plug-in on another computer needs: address, fingerprint (to pin) and token
+    (shown only when the certificate was just made, i.e. at the first remote start)."""
+    lines = [
+        f"remote bridge (TLS): {server.host}:{server.port}",
+        f"certificate SHA-256 fingerprint: {tls.fingerprint}",
+    ]
+    if show_token:
+        lines.append(f"token (shown once; keep it secret): {server.tokens.token}")
+    else:
+        lines.append(f"token: in {server.token_file}")
+    lines.append(
+        "on the other computer: enter this computer's address, the port, the fingerprint and "
+        "the token in the plug-in (or set CDS_BRIDGE_HOST, CDS_BRIDGE_FINGERPRINT and "
+        "CDS_BRIDGE_TOKEN)"
+    )
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 def _until_stopped(work: Callable[[], Any], stop: _StopSignal) -> Any:

@@ -24,6 +24,11 @@ Command line (PNG in, PNG out; the image is sent as-is, the results written atom
     python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a dog" -o OUT.png
     python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a pig" \
         --target "a cow" -o OUT.png          # one run: OUT-1-a-pig.png, OUT-2-a-cow.png
+
+A bridge on another computer (``cds-desktop --serve --remote``) is reached over TLS: pass its
+host (and, the first time, the fingerprint it printed; otherwise the first certificate seen
+is pinned, see :mod:`.pinning`) and give the token with ``$CDS_BRIDGE_TOKEN`` or
+``--token-file``.
 """
 
 from __future__ import annotations
@@ -40,20 +45,25 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from . import auth, config, pinning
 from . import protocol as p
+from .config import config_dir, token_path  # noqa: F401 - public names of this module
 from .fileio import write_bytes_atomic
 from .pngcodec import PngError, read_png_size
 
 DEFAULT_PORT = p.DEFAULT_PORT
 DEFAULT_TIMEOUT = 30.0
-APP_NAME = "cds-desktop"
-TOKEN_FILE = "bridge-token"
+APP_NAME = config.APP_NAME
+TOKEN_FILE = config.TOKEN_FILE
 START_HINT = "start it with `cds-desktop --serve`"
+REMOTE_START_HINT = "start it on that computer with `cds-desktop --serve --remote ADDRESS`"
 
 # Client-side error codes (never sent by the server).
 NOT_RUNNING = "NOT_RUNNING"
 NO_TOKEN = "NO_TOKEN"
 CONNECTION_LOST = "CONNECTION_LOST"
+#: the server's TLS certificate is not the pinned/expected one
+FINGERPRINT_MISMATCH = "FINGERPRINT_MISMATCH"
 
 
 class BridgeError(Exception):
@@ -68,29 +78,19 @@ class BridgeError(Exception):
 
 
 # ----------------------------------------------------------------------------- token
-def config_dir() -> Path:
-    """The per-user config folder of cds-desktop (same rule as the server).
-
-    Linux/BSD: $XDG_CONFIG_HOME (or ~/.config) / cds-desktop; macOS: ~/Library/Application
-    Support/cds-desktop; Windows: %APPDATA%/cds-desktop.
-    """
-    if sys.platform.startswith("win"):
-        base = os.environ.get("APPDATA", "").strip() or os.path.expanduser("~/AppData/Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
-    return Path(base) / APP_NAME
-
-
-def token_path() -> Path:
-    """Where the server keeps the shared secret (created on its first run, mode 0600)."""
-    return config_dir() / TOKEN_FILE
-
-
 def read_token(path: str | os.PathLike | None = None) -> str:
-    """The bridge token, or BridgeError(NO_TOKEN) with a hint if the file is missing."""
-    path = Path(path) if path is not None else token_path()
+    """The bridge token: from ``path`` if given, else ``$CDS_BRIDGE_TOKEN`` if set, else the
+    token file (:func:`token_path`; on Windows also the pre-2 roaming location). Raises
+    BridgeError(NO_TOKEN) with a hint."""
+    if path is None:
+        from_env = os.environ.get(config.TOKEN_ENV, "").strip()
+        if from_env:
+            return from_env
+        path = token_path()
+        legacy = config.legacy_token_path()
+        if legacy is not None and not path.exists() and legacy.exists():
+            path = legacy
+    path = Path(path)
     try:
         token = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
@@ -115,8 +115,21 @@ class BridgeClient:
         timeout: float = DEFAULT_TIMEOUT,
         client_name: str = "plugin_bridge.client",
         limits: p.Limits = p.Limits(),
+        tls: bool | None = None,
+        fingerprint: str | None = None,
+        pins: pinning.PinStore | None = None,
     ) -> None:
+        """``tls``: None = TLS exactly when ``host`` is not a loopback address (a bridge on
+        another computer always uses TLS). ``fingerprint``: the server certificate's SHA-256
+        as the server printed it; without it the first certificate seen is pinned in
+        ``pins`` (default: known-bridges.json in the config folder) and must match later."""
         self.host, self.port, self.timeout = host, port, timeout
+        self.tls = (not config.is_loopback(host)) if tls is None else bool(tls)
+        self.fingerprint = fingerprint
+        self.pins = pins
+        #: the server certificate's fingerprint (TLS only), and whether it was pinned just now
+        self.server_fingerprint: str | None = None
+        self.pinned_now = False
         self.client_name = client_name
         self.limits = limits
         self._token = token
@@ -135,26 +148,61 @@ class BridgeClient:
         if self._sock is not None:
             return self.welcome
         token = self._token if self._token is not None else read_token()
+        if not self.tls and not config.is_loopback(self.host):  # checked before any traffic
+            raise BridgeError(
+                p.BAD_REQUEST, f"{self.host} is not this computer: a remote bridge needs TLS"
+            )
+        hint = START_HINT if config.is_loopback(self.host) else REMOTE_START_HINT
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except ConnectionRefusedError:
             raise BridgeError(
-                NOT_RUNNING, f"no cds-desktop bridge at {self.host}:{self.port}: {START_HINT}"
+                NOT_RUNNING, f"no cds-desktop bridge at {self.host}:{self.port}: {hint}"
             ) from None
         except OSError as exc:
             raise BridgeError(
-                NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {START_HINT}"
+                NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {hint}"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        binding = ""
+        if self.tls:  # ---- TLS + certificate pinning (remote bridges): before any byte
+            sock, binding = self._secure(sock)
         self._sock, self._stream = sock, p.SocketStream(sock)
         try:
-            self.welcome = self._authenticate(token)
+            self.welcome = self._authenticate(token, binding)
         except BaseException:
             self.close()
             raise
         return self.welcome
 
-    def _authenticate(self, token: str) -> p.Message:
+    def _secure(self, sock: socket.socket):
+        """TLS handshake and pin check. Returns (TLS socket, channel binding)."""
+        import ssl
+
+        where = f"{self.host}:{self.port}"
+        try:
+            tls_sock = pinning.client_context().wrap_socket(sock)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise BridgeError(
+                CONNECTION_LOST,
+                f"TLS handshake with {where} failed ({exc}): is it a `cds-desktop --serve "
+                "--remote` bridge? (a bridge on this computer without --remote: use 127.0.0.1)",
+            ) from None
+        try:
+            der = tls_sock.getpeercert(binary_form=True) or b""
+            store = self.pins if self.pins is not None else pinning.PinStore()
+            self.pinned_now = pinning.check(der, self.host, self.port, self.fingerprint, store)
+        except pinning.PinError as exc:
+            tls_sock.close()
+            raise BridgeError(FINGERPRINT_MISMATCH, str(exc)) from None
+        self.server_fingerprint = pinning.fingerprint(der)
+        return tls_sock, self.server_fingerprint
+
+    def _authenticate(self, token: str, binding: str = "") -> p.Message:
+        """Handshake, then the mutual challenge-response of :mod:`.auth`: the token itself is
+        never sent, and nothing is sent that depends on it before the server has proved it
+        knows it too."""
         self._guard(lambda: p.write_handshake(self._stream))
         version = self._guard(lambda: p.read_handshake(self._stream))
         if version != p.PROTOCOL_VERSION:
@@ -163,13 +211,32 @@ class BridgeClient:
                 f"the bridge speaks protocol {version}, this client {p.PROTOCOL_VERSION}: "
                 "update the plug-in or cds-desktop",
             )
-        self._send(p.hello(token, self.client_name))
+        nonce = auth.new_nonce()
+        self._send(p.hello(self.client_name, nonce))
+        challenge = self._expect(p.CHALLENGE, "the hello")
+        server_nonce = challenge.get("nonce")
+        if not auth.valid_nonce(server_nonce) or not auth.verify(
+            challenge.get("proof"), token, auth.SERVER, nonce, server_nonce, binding
+        ):
+            self.close()
+            raise BridgeError(
+                p.AUTH_FAILED,
+                f"{p.AUTH_FAILED}: the program at {self.host}:{self.port} could not prove it "
+                "knows the bridge "
+                "token: the token you have is not this bridge's (copy it again), or another "
+                "program holds the port",
+            )
+        proof = auth.proof(token, auth.CLIENT, nonce, server_nonce, binding)
+        self._send(p.auth_reply(proof))
+        return self._expect(p.WELCOME, "the authentication")
+
+    def _expect(self, kind: str, after: str) -> p.Message:
         reply = self._read(self.timeout)
         if reply is None:
-            raise BridgeError(p.TIMEOUT, "the bridge did not answer the hello")
+            raise BridgeError(p.TIMEOUT, f"the bridge did not answer {after}")
         _raise_if_error(reply)
-        if reply.type != p.WELCOME:
-            raise BridgeError(p.BAD_REQUEST, f"expected welcome, got {reply.type!r}")
+        if reply.type != kind:
+            raise BridgeError(p.BAD_REQUEST, f"expected {kind}, got {reply.type!r}")
         return reply
 
     def close(self) -> None:
@@ -329,7 +396,7 @@ class BridgeClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._sock is None:
                 raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
-            ready, _, _ = select.select([self._sock], [], [], left)
+            ready = _buffered(self._sock) or select.select([self._sock], [], [], left)[0]
             if not ready:
                 return None
             msg = self._guard(lambda: p.read_message(self._stream, self.limits))
@@ -365,6 +432,12 @@ class BridgeClient:
             raise BridgeError(CONNECTION_LOST, f"connection to the bridge lost ({exc})") from None
 
 
+def _buffered(sock) -> bool:
+    """Decrypted bytes waiting inside a TLS socket (select() cannot see them)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
+
+
 def _raise_if_error(msg: p.Message) -> None:
     if msg.type == p.ERROR:
         code = str(msg.get("code", p.INTERNAL))
@@ -393,12 +466,27 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="output PNG, written atomically (several targets: OUT-1-<target>.png, ...)",
     )
-    ap.add_argument("--host", default=p.DEFAULT_HOST)
+    ap.add_argument(
+        "--host",
+        default=p.DEFAULT_HOST,
+        help="the bridge's computer (default 127.0.0.1); any other is reached over TLS",
+    )
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
+    ap.add_argument(
+        "--fingerprint",
+        help="SHA-256 fingerprint the remote bridge printed (default: trust the certificate "
+        "seen first, then refuse any other)",
+    )
+    ap.add_argument(
+        "--tls", action="store_true", help="use TLS on a loopback address too (remote mode)"
+    )
     ap.add_argument("--steps", type=int, help="optimisation steps (server default 200)")
     ap.add_argument("--mode", choices=("cds", "dds"), help="cds (default) or plain dds")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--token-file", help=f"token file (default: {token_path()})")
+    ap.add_argument(
+        "--token-file",
+        help=f"token file (default: ${config.TOKEN_ENV} if set, else {token_path()})",
+    )
     ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     return ap
 
@@ -457,10 +545,28 @@ def main(argv: list[str] | None = None) -> int:
         if not out_dir.is_dir():
             raise BridgeError(p.BAD_REQUEST, f"output folder {out_dir} does not exist")
         token = read_token(args.token_file) if args.token_file else None
-        client = BridgeClient(args.host, args.port, token=token, timeout=args.timeout)
+        if args.fingerprint:
+            try:
+                pinning.normalize(args.fingerprint)
+            except pinning.PinError as exc:
+                raise BridgeError(p.BAD_REQUEST, f"--fingerprint: {exc}") from None
+        client = BridgeClient(
+            args.host,
+            args.port,
+            token=token,
+            timeout=args.timeout,
+            tls=True if args.tls or args.fingerprint else None,
+            fingerprint=args.fingerprint,
+        )
         outputs = output_paths(args.output, args.target)
         target = args.target if len(args.target) > 1 else args.target[0]
         with client:
+            if client.pinned_now:
+                sys.stderr.write(
+                    f"first connection to {args.host}:{args.port}: trusting its certificate "
+                    f"{client.server_fingerprint} from now on (compare it with the one the "
+                    "server printed)\n"
+                )
             result = client.edit(
                 image, args.source, target, mask, settings, on_progress=_progress_line
             )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import client as bridge_client
+from . import config as bridge_config
+from . import pinning
 from . import protocol as proto
 
 #: Context kept around the selection: a fraction of the box's long side, at least MIN_MARGIN.
@@ -29,6 +31,11 @@ DEFAULT_STEPS = 200
 MIN_STEPS, MAX_STEPS = 1, 2000
 #: Environment overrides for where the bridge listens (defaults: 127.0.0.1:47860).
 HOST_ENV, PORT_ENV = "CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT"
+#: A remote bridge's certificate fingerprint (as `cds-desktop --serve --remote` prints it),
+#: and "1" to use TLS even on a loopback address (a remote-mode bridge reached via loopback).
+FINGERPRINT_ENV, TLS_ENV = "CDS_BRIDGE_FINGERPRINT", "CDS_BRIDGE_TLS"
+#: The token itself (for a sandboxed host that cannot read the token file).
+TOKEN_ENV = bridge_config.TOKEN_ENV
 #: Seconds one network operation may take: connecting, the handshake, sending a request,
 #: the answer to a ping. docs/bridge-protocol.md gives the server the same 10 s for the
 #: handshake.
@@ -140,10 +147,69 @@ def bridge_address() -> tuple[str, int]:
     return host, port
 
 
-def make_client(client_name: str, timeout: float = NETWORK_TIMEOUT) -> bridge_client.BridgeClient:
-    """A (not yet connected) client for the bridge at :func:`bridge_address`."""
-    host, port = bridge_address()
-    return bridge_client.BridgeClient(host, port, timeout=timeout, client_name=client_name)
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` as typed in a plug-in's host field;
+    an empty field means :func:`bridge_address` (the environment or the defaults)."""
+    text = text.strip()
+    if not text:
+        return bridge_address()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    if not host or any(c.isspace() for c in host):
+        raise PluginError(f"bridge address {text!r}: expected HOST or HOST:PORT")
+    if not port_text:
+        return host, bridge_address()[1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise PluginError(f"bridge address {text!r}: {port_text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise PluginError(f"bridge address {text!r}: port {port} is not in 1..65535")
+    return host, port
+
+
+def make_client(
+    client_name: str,
+    timeout: float = NETWORK_TIMEOUT,
+    address: str = "",
+    fingerprint: str = "",
+    token: str = "",
+) -> bridge_client.BridgeClient:
+    """A (not yet connected) client. ``address`` (HOST[:PORT]), ``fingerprint`` and ``token``
+    come from the plug-in's fields; empty ones fall back to $CDS_BRIDGE_HOST/_PORT,
+    $CDS_BRIDGE_FINGERPRINT and $CDS_BRIDGE_TOKEN (or the token file). A host that is not
+    this computer is reached over TLS, its certificate pinned on first use."""
+    host, port = parse_address(address)
+    fingerprint = fingerprint.strip() or os.environ.get(FINGERPRINT_ENV, "").strip()
+    if fingerprint:
+        try:
+            fingerprint = pinning.normalize(fingerprint)
+        except pinning.PinError as exc:
+            raise PluginError(str(exc)) from None
+    tls = True if os.environ.get(TLS_ENV, "").strip() == "1" or fingerprint else None
+    return bridge_client.BridgeClient(
+        host,
+        port,
+        token=token.strip() or None,
+        timeout=timeout,
+        client_name=client_name,
+        tls=tls,
+        fingerprint=fingerprint or None,
+    )
+
+
+def pinned_note(client: bridge_client.BridgeClient) -> str:
+    """A line to show after the first connection to a remote bridge ("" otherwise)."""
+    if not client.pinned_now or not client.server_fingerprint:
+        return ""
+    return (
+        f"first connection to {client.host}:{client.port}: its certificate "
+        f"{client.server_fingerprint} is now trusted (compare it with the one the server printed)"
+    )
 
 
 # ----------------------------------------------------------------------------- precision

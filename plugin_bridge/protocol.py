@@ -10,6 +10,8 @@ Layout on the wire (all integers big-endian)::
 
     handshake  client -> server   b"CDSB" u16 version
                server -> client   b"CDSB" u16 version
+    then hello / challenge / auth / welcome frames: the mutual challenge-response of
+    :mod:`.auth` (the token itself never crosses the wire)
     frame      u32 json_length  u64 payload_length  json_header  payload
 
 The JSON header is a UTF-8 object with at least ``type`` and ``job``; binary blobs (PNG
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 MAGIC = b"CDSB"
-PROTOCOL_VERSION = 1
+#: 2: challenge-response authentication (hello carries a nonce, not the token)
+PROTOCOL_VERSION = 2
 DEFAULT_PORT = 47860
 DEFAULT_HOST = "127.0.0.1"
 
@@ -39,6 +42,8 @@ MAX_JOB_ID = 64
 
 # ----------------------------------------------------------------------------- message types
 HELLO = "hello"
+CHALLENGE = "challenge"
+AUTH = "auth"
 WELCOME = "welcome"
 EDIT = "edit"
 QUEUED = "queued"
@@ -49,8 +54,8 @@ CANCEL = "cancel"
 PING = "ping"
 PONG = "pong"
 
-CLIENT_TYPES = (HELLO, EDIT, CANCEL, PING)
-SERVER_TYPES = (WELCOME, QUEUED, PROGRESS, RESULT, ERROR, PONG)
+CLIENT_TYPES = (HELLO, AUTH, EDIT, CANCEL, PING)
+SERVER_TYPES = (CHALLENGE, WELCOME, QUEUED, PROGRESS, RESULT, ERROR, PONG)
 #: A job's last message: after one of these no more messages carry that job id.
 FINAL_TYPES = (RESULT, ERROR)
 
@@ -68,7 +73,7 @@ INTERNAL = "INTERNAL"
 
 #: Every code the server sends, with its meaning (docs/bridge-protocol.md has the same table).
 ERROR_CODES: dict[str, str] = {
-    AUTH_FAILED: "the hello was missing or its token is wrong (fatal)",
+    AUTH_FAILED: "no hello/auth, or the client's proof of the token is wrong (fatal)",
     UNSUPPORTED_VERSION: "the server does not speak the client's protocol version (fatal)",
     BAD_REQUEST: "malformed frame (fatal) or invalid message/field/setting (not fatal)",
     TOO_LARGE: "a header, payload or image exceeds a limit",
@@ -326,8 +331,19 @@ class SocketStream:
 
 
 # ----------------------------------------------------------------------------- constructors
-def hello(token: str, client: str = "") -> Message:
-    return Message(HELLO, None, token=token, client=client, protocol=PROTOCOL_VERSION)
+def hello(client: str = "", nonce: str = "") -> Message:
+    """The first frame: the client's fresh nonce (see :mod:`.auth`), never the token."""
+    return Message(HELLO, None, client=client, protocol=PROTOCOL_VERSION, nonce=nonce)
+
+
+def challenge(nonce: str, proof: str) -> Message:
+    """The server's answer to a hello: its nonce and its proof that it knows the token."""
+    return Message(CHALLENGE, None, nonce=nonce, proof=proof)
+
+
+def auth_reply(proof: str) -> Message:
+    """The client's proof that it knows the token (after it checked the server's)."""
+    return Message(AUTH, None, proof=proof)
 
 
 def edit(

@@ -1,4 +1,9 @@
-"""Shared fixtures: the tiny random pipeline (a test fixture, random weights) loaded once."""
+"""Shared fixtures: the tiny random pipeline (a test fixture, random weights) loaded once.
+
+``CDS_TEST_DEVICE`` (default ``cpu``) is the device the engine fixtures load models on, e.g.
+``CDS_TEST_DEVICE=cuda`` to run the engine tests on a GPU (fp32 there too, so the tests'
+tolerances hold); pytest's header names it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TEST_DEVICE = os.environ.get("CDS_TEST_DEVICE", "").strip() or "cpu"
+
+
+def pytest_report_header(config):
+    return f"cds test device: {TEST_DEVICE}"
+
+
+@pytest.fixture(scope="session")
+def engine_device() -> str:
+    """The device engine fixtures load models on (CDS_TEST_DEVICE, default cpu)."""
+    return TEST_DEVICE
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +36,7 @@ def tiny_model():
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     # the torch VAE: engine tests compare edits bit for bit; the ONNX backend (the CPU default)
     # has its own tests (tests/engine/test_onnx_vae.py)
-    return load_model("tiny-random", device="cpu", vae_backend="torch")
+    return load_model("tiny-random", device=TEST_DEVICE, dtype="fp32", vae_backend="torch")
 
 
 @pytest.fixture(autouse=True)

@@ -46,6 +46,9 @@ VENDORED = (
     "plugin_common.py",
     "pixelformat.py",
     "fileio.py",
+    "auth.py",
+    "config.py",
+    "pinning.py",
 )
 VENDOR_PACKAGE = "cds_bridge"
 KRITA_ZIP, GIMP_ZIP = "cds-krita.zip", "cds-gimp.zip"

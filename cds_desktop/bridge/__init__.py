@@ -1,7 +1,11 @@
 """The loopback bridge that lets Krita/GIMP plug-ins run edits: plugin_bridge.protocol <->
 engine.jobs. One module per concern:
 
-* :mod:`.token`      the token file (format, permissions) and the constant-time check
+* :mod:`.token`      the token file (format, permissions, the move from the old Windows
+                     location) and the constant-time proofs
+* :mod:`.privacy`    owner-only files on every OS (0600, or an icacls ACL on Windows)
+* :mod:`.challenge`  the server's side of the challenge-response (maths: plugin_bridge.auth)
+* :mod:`.tls`        remote mode: certificate, TLS socket safe for a reader and a writer thread
 * :mod:`.images`     PNG <-> numpy, size checks from the header alone
 * :mod:`.requests`   an ``edit`` message validated into a frozen EditSpec
 * :mod:`.session`    one client's requests and jobs, socket-free (``send=`` any callable)

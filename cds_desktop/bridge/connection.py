@@ -39,7 +39,11 @@ LINGER_BYTES = 1 << 20
 class Gate(Protocol):
     """What a connection needs from its server."""
 
-    def authenticate(self, token: object, peer: str) -> bool: ...
+    def authenticate(
+        self, hello: P.Message, exchange: Callable[[P.Message], P.Message], peer: str
+    ) -> None:
+        """Challenge-response after ``hello`` (``exchange(msg)`` sends ``msg``, returns the
+        client's next frame); raises P.ProtocolError(AUTH_FAILED)."""
 
     def admit(self, conn: Connection) -> None:
         """Count ``conn`` as a client, or raise P.ProtocolError(BUSY) (atomically)."""
@@ -120,6 +124,11 @@ class _DeadlineStream:
     def write(self, data: bytes) -> None:
         self._arm()
         self.sock.sendall(data)
+
+
+def _buffered(sock) -> bool:
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 class Connection:
@@ -226,11 +235,11 @@ class Connection:
         if version != P.PROTOCOL_VERSION:
             raise P.ProtocolError(
                 P.UNSUPPORTED_VERSION,
-                f"client protocol {version}, server protocol {P.PROTOCOL_VERSION}",
+                f"client protocol {version}, server protocol {P.PROTOCOL_VERSION}: "
+                "install the plug-in that comes with this cds-desktop",
             )
         first = self._read_hello(stream)
-        if not self.gate.authenticate(first.get("token"), self.name):
-            raise P.ProtocolError(P.AUTH_FAILED, "missing or wrong token (see the token file)")
+        self.gate.authenticate(first, lambda msg: self._exchange(stream, msg), self.name)
         self.gate.admit(self)
         self.client_name = str(first.get("client") or "client")[:80]
         log.info("%s connected (%s)", self.name, self.client_name)
@@ -243,8 +252,14 @@ class Connection:
         self.writer.start()
         return self.session
 
-    def _read_hello(self, stream: _DeadlineStream) -> P.Message:
-        """The first frame: a hello, or AUTH_FAILED whatever else it is (or TIMEOUT)."""
+    def _exchange(self, stream: _DeadlineStream, message: P.Message) -> P.Message:
+        """Authentication: send ``message`` (the challenge), return the client's auth."""
+        P.write_message(stream, message)
+        return self._read_hello(stream, P.AUTH)
+
+    def _read_hello(self, stream: _DeadlineStream, kind: str = P.HELLO) -> P.Message:
+        """The first frame: a hello (or the auth after it), AUTH_FAILED whatever else it is
+        (or TIMEOUT)."""
         limits = P.Limits(max_header=self.limits.max_header, max_payload=0)
         try:
             first = P.read_message(stream, limits)
@@ -254,11 +269,11 @@ class Connection:
             raise P.ProtocolError(P.TIMEOUT, str(exc) or "handshake timed out") from None
         except P.ProtocolError as exc:
             raise P.ProtocolError(
-                P.AUTH_FAILED, f"the first message must be a hello with the token ({exc.message})"
+                P.AUTH_FAILED, f"expected a {kind} message ({exc.message})"
             ) from None
-        if first.type != P.HELLO:
+        if first.type != kind:
             raise P.ProtocolError(
-                P.AUTH_FAILED, f"the first message must be a hello, not {first.type[:40]!r}"
+                P.AUTH_FAILED, f"expected a {kind} message, not {first.type[:40]!r}"
             )
         return first
 
@@ -282,8 +297,9 @@ class Connection:
         deadline = time.monotonic() + idle
         while not self._stopping.is_set() and self.writer is not None and self.writer.is_alive():
             remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.sock], [], [], max(0.0, min(POLL_S, remaining)))
-            if ready:
+            timeout = max(0.0, min(POLL_S, remaining))
+            # a TLS socket may hold decrypted bytes that select() cannot see (tls.TLSSocket)
+            if _buffered(self.sock) or select.select([self.sock], [], [], timeout)[0]:
                 return True
             if time.monotonic() >= deadline:
                 if session.active_jobs:

@@ -6,14 +6,15 @@ stops them. Nothing a client sends can stop the server: a connection's errors st
 thread, and the accept loop survives running out of descriptors (it backs off and keeps
 accepting).
 
-Security: binds 127.0.0.1 by default (anything else needs ``allow_remote=True``) and needs the
-256-bit token from :func:`~.token.ensure_token` in the first message. The protocol is
-specified in docs/bridge-protocol.md.
+Security: binds 127.0.0.1 by default; any other address needs TLS (``tls=``, a
+:class:`~.tls.ServerTLS`: ``cds-desktop --serve --remote HOST``). Every client proves that it
+knows the 256-bit token from :func:`~.token.ensure_token` by challenge-response
+(:mod:`.challenge`), and the server proves it too. The protocol is specified in
+docs/bridge-protocol.md.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -28,11 +29,14 @@ from cds_desktop.engine import jobs as J
 from cds_desktop.engine.models import DEMO_MODEL, describe_spec
 from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
+from plugin_bridge.config import is_loopback
 
+from . import challenge
 from .connection import Connection
 from .limits import ByteBudget, ServerLimits
 from .requests import ModelChoice
 from .session import ClientSession, Outgoing, error_message
+from .tls import ServerTLS
 from .token import TokenGuard
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ MAX_REFUSALS = 64
 
 
 class BridgeServerError(RuntimeError):
-    """The server cannot start (port in use, remote host without allow_remote, ...)."""
+    """The server cannot start (port in use, remote host without TLS, ...)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class BridgeStatus:
     clients: int
     jobs: int
     token_file: str | None
+    #: SHA-256 fingerprint of the TLS certificate (remote mode), else None
+    fingerprint: str | None = None
 
 
 class BridgeServer:
@@ -69,6 +75,8 @@ class BridgeServer:
     ``on_status`` (optional) is called with a :class:`BridgeStatus` from server threads
     whenever the server starts/stops or a client connects/disconnects. ``model``, ``device``,
     ``dtype`` and ``vae_backend`` may be changed while running (the next edits use them).
+    ``tls`` (remote mode): every connection is TLS with this certificate; required for an
+    address that is not loopback.
     """
 
     def __init__(
@@ -78,7 +86,7 @@ class BridgeServer:
         port: int = DEFAULT_PORT,
         model: str = DEMO_MODEL,
         token: str | None = None,
-        allow_remote: bool = False,
+        tls: ServerTLS | None = None,
         limits: ServerLimits = ServerLimits(),
         device: str = "auto",
         dtype: str = "auto",
@@ -86,7 +94,8 @@ class BridgeServer:
         token_file: Path | None = None,
         on_status: Callable[[BridgeStatus], None] | None = None,
     ) -> None:
-        check_host(host, allow_remote)
+        check_host(host, tls is not None)
+        self.tls = tls
         self.queue = queue
         self.host, self._requested_port = host, port
         self.model, self.device, self.dtype, self.vae_backend = model, device, dtype, vae_backend
@@ -112,7 +121,10 @@ class BridgeServer:
             target=self._accept_loop, args=(self._listener,), name="bridge-accept", daemon=True
         )
         self._accept_thread.start()
-        log.info("bridge listening on %s:%d (model %s)", self.host, self.port, self.model)
+        log.info(
+            "bridge listening on %s:%d%s (model %s)",
+            self.host, self.port, " with TLS" if self.tls else "", self.model,
+        )  # fmt: skip
         self._notify()
         return self
 
@@ -184,7 +196,10 @@ class BridgeServer:
             clients = list(self._clients)
         jobs = sum(c.active_jobs for c in clients)
         token_file = str(self.token_file) if self.token_file else None
-        return BridgeStatus(self.running, self.host, self.port, len(clients), jobs, token_file)
+        fingerprint = self.tls.fingerprint if self.tls is not None else None
+        return BridgeStatus(
+            self.running, self.host, self.port, len(clients), jobs, token_file, fingerprint
+        )
 
     def _notify(self) -> None:
         if self.on_status is not None:
@@ -194,8 +209,11 @@ class BridgeServer:
                 log.exception("bridge status listener failed")
 
     # ------------------------------------------------------------------ Gate (connections)
-    def authenticate(self, token: object, peer: str) -> bool:
-        return self.tokens.check(token, peer)
+    def authenticate(
+        self, hello: P.Message, exchange: Callable[[P.Message], P.Message], peer: str
+    ) -> None:
+        binding = self.tls.fingerprint if self.tls is not None else ""
+        challenge.authenticate(hello, exchange, self.tokens, binding, peer)
 
     def admit(self, conn: Connection) -> None:
         with self._lock:
@@ -281,7 +299,9 @@ class BridgeServer:
     def _handle_new(self, sock: socket.socket, addr, refusals: _Refusals) -> None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, addr, self, self.limits)
+            # remote mode: TLS (the handshake runs later, on the connection's thread)
+            stream = self.tls.wrap(sock) if self.tls is not None else sock
+            conn = Connection(stream, addr, self, self.limits)
             with self._lock:
                 full = len(self._pending) >= self.limits.max_pending
                 if not full:
@@ -361,29 +381,17 @@ def _version() -> str:
         return "dev"
 
 
-def check_host(host: str, allow_remote: bool) -> None:
-    """Refuse a non-loopback host unless allow_remote; warn loudly when it is allowed."""
-    if _is_loopback(host):
+def check_host(host: str, tls: bool) -> None:
+    """Refuse a non-loopback host without TLS: plain TCP stays on this computer."""
+    if _is_loopback(host) or tls:
         return
-    if not allow_remote:
-        raise BridgeServerError(
-            f"host {host!r} is not a loopback address: the bridge only listens on this "
-            "computer (127.0.0.1) unless you also pass --allow-remote"
-        )
-    log.warning(
-        "bridge listening on %s: any computer that can reach it and has the token can run "
-        "edits; the connection is NOT encrypted",
-        host,
+    raise BridgeServerError(
+        f"host {host!r} is not a loopback address: plain connections stay on this computer "
+        f"(127.0.0.1); to serve other computers use --remote {host} (TLS)"
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_is_loopback = is_loopback
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

@@ -1,14 +1,14 @@
 """The bridge token: a random 256-bit secret in a 0600 file that plug-ins read.
 
 :func:`ensure_token` reads it (creating it atomically on first use, replacing a file whose
-content is not 64 hex digits), and :class:`TokenGuard` checks the token a client sends in its
-hello: in constant time, with the file's permissions re-checked after a failure and the
+content is not 64 hex digits), and :class:`TokenGuard` proves the token to clients and checks
+their proofs (the challenge-response of :mod:`plugin_bridge.auth`; the token never crosses
+the wire): in constant time, with the file's permissions re-checked after a failure and the
 failure log rate-limited (a brute-force client cannot flood the log).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import re
@@ -18,7 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from plugin_bridge.client import token_path
+from plugin_bridge import auth
+from plugin_bridge.config import legacy_token_path, token_path
+
+from .privacy import restrict_to_owner
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +32,54 @@ FAILURE_LOG_INTERVAL = 60.0
 
 
 def ensure_token(path: Path | None = None) -> str:
-    """Read the bridge token, creating it (random 256 bits, mode 0600, atomically) if absent
-    or malformed (anything but 64 hex digits)."""
+    """Read the bridge token, creating it (random 256 bits, owner-only, atomically) if absent
+    or malformed (anything but 64 hex digits). With the default path, a token at the old
+    Windows location (roaming %APPDATA%) is moved to the new one (local %LOCALAPPDATA%)."""
     path = Path(path) if path is not None else token_path()
     existing = read_existing_token(path)
     if existing:
         return existing
+    legacy = legacy_token_path() if path == token_path() else None
+    moved = read_existing_token(legacy) if legacy is not None else None
+    token = moved or secrets.token_hex(TOKEN_BYTES)
+    write_private(path, token + "\n", install=_install_token_file)
+    if moved:
+        _remove_legacy(legacy)
+    else:
+        log.info("created a new bridge token in %s", path)
+    return read_existing_token(path) or token
+
+
+def write_private(path: Path, text: str, install=None) -> None:
+    """Write ``text`` to ``path`` owner-only (0600 / owner-only ACL) via a temporary file in
+    the same folder; ``install(tmp, path)`` puts it in place (default os.replace)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_hex(TOKEN_BYTES)
-    fd, tmp = tempfile.mkstemp(prefix=".bridge-token.", dir=path.parent)  # created 0600
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(token + "\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        _install_token_file(tmp, path)
+        restrict_to_owner(tmp)
+        (install or _replace)(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("created a new bridge token in %s", path)
-    return read_existing_token(path) or token
+
+
+def _replace(tmp: str, path: Path) -> None:
+    os.replace(tmp, path)
+
+
+def _remove_legacy(legacy: Path) -> None:
+    """The token was copied from the pre-protocol-2 location (Windows: roaming %APPDATA%):
+    remove it there (and its folder, if empty)."""
+    try:
+        legacy.unlink()
+        legacy.parent.rmdir()
+    except OSError:
+        pass
+    log.info("moved the bridge token from %s (roaming) to %s", legacy, token_path())
 
 
 def _install_token_file(tmp: str, path: Path) -> None:
@@ -79,7 +109,8 @@ def read_existing_token(path: Path) -> str | None:
 
 
 def tighten_permissions(path: Path) -> bool:
-    """Set mode 0600 if group/others can access the file. True if it had to."""
+    """Set mode 0600 if group/others can access the file. True if it had to. (On Windows
+    the ACL is set when the file is written, see :func:`write_private`.)"""
     if os.name != "posix":
         return False
     try:
@@ -106,22 +137,35 @@ class TokenGuard:
         self._failures = 0  # failures not logged yet
         self._last_log = float("-inf")
 
+    @property
+    def token(self) -> str | None:
+        """The token (after :meth:`load`); for showing the pairing info, never sent."""
+        return self._token
+
     def load(self) -> None:
         if self._token is None:
             self._token = ensure_token(self.path)
 
-    def check(self, candidate: object, peer: str) -> bool:
-        """True if ``candidate`` is the token (constant-time). A failure re-checks the file's
-        permissions and is logged at most once per FAILURE_LOG_INTERVAL."""
-        expected = (self._token or "").encode("ascii")
-        if isinstance(candidate, str):
-            given = candidate.encode("utf-8", "surrogatepass")
-            if expected and hmac.compare_digest(given, expected):
-                return True
-        self._failed(peer)
+    def prove(self, client_nonce: str, server_nonce: str, binding: str = "") -> str:
+        """The server's proof that it knows the token (see plugin_bridge.auth)."""
+        return auth.proof(self._token or "", auth.SERVER, client_nonce, server_nonce, binding)
+
+    def verify(
+        self, candidate: object, client_nonce: str, server_nonce: str, binding: str, peer: str
+    ) -> bool:
+        """True if ``candidate`` is the client's proof for these nonces (constant-time). A
+        failure re-checks the file's permissions and is logged at most once per
+        FAILURE_LOG_INTERVAL."""
+        token = self._token or ""
+        if token and auth.verify(
+            candidate, token, auth.CLIENT, client_nonce, server_nonce, binding
+        ):
+            return True
+        self.failed(peer)
         return False
 
-    def _failed(self, peer: str) -> None:
+    def failed(self, peer: str) -> None:
+        """Count (and rate-limit the log of) one failed authentication."""
         if self.path is not None:
             tighten_permissions(self.path)
         now = time.monotonic()

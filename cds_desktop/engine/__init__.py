@@ -1,6 +1,7 @@
 """cds_desktop.engine: the CDS method, models, images and the job queue. No Qt, no sockets."""
 
-from .cds import CDSObjective, EditResult, Progress, drain, edit, edits, run_edit, run_edits
+from .cds import CDSObjective
+from .editing import EditResult, Progress, drain, edit, edits, run_edit, run_edits
 from .errors import EditCancelled, EditError, ModelError, NumericalError
 from .settings import EditSettings
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .cds import EditResult, Progress, drain, run_edits
+from .editing import EditResult, Progress, drain, run_edits
 from .errors import EditCancelled, EditError, ModelError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings

@@ -30,6 +30,7 @@ def free_port() -> int:
 
 def test_token_path_follows_xdg_like_platformdirs(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("CDS_CONFIG_DIR", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     assert C.token_path() == tmp_path / "cds-desktop" / "bridge-token"
     assert C.token_path().parent == Path(platformdirs.user_config_dir("cds-desktop"))
@@ -38,10 +39,13 @@ def test_token_path_follows_xdg_like_platformdirs(monkeypatch, tmp_path):
     assert C.token_path().parent == Path(platformdirs.user_config_dir("cds-desktop"))
 
 
-def test_token_path_on_windows_and_macos(monkeypatch, tmp_path):
+def test_token_path_on_windows_is_local_not_roaming_and_on_macos(monkeypatch, tmp_path):
+    """Platforms faked: sys.platform and the environment (no Windows/macOS machine here)."""
+    monkeypatch.delenv("CDS_CONFIG_DIR", raising=False)
     monkeypatch.setattr(sys, "platform", "win32")
-    monkeypatch.setenv("APPDATA", str(tmp_path))
-    assert C.token_path() == tmp_path / "cds-desktop" / "bridge-token"
+    monkeypatch.setenv("APPDATA", str(tmp_path / "Roaming"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "Local"))
+    assert C.token_path() == tmp_path / "Local" / "cds-desktop" / "bridge-token"
     monkeypatch.setattr(sys, "platform", "darwin")
     expected = Path.home() / "Library" / "Application Support" / "cds-desktop" / "bridge-token"
     assert C.token_path() == expected
@@ -116,6 +120,28 @@ def test_cli_edits_through_a_running_server(server, tmp_path):
     edited = png_array(out.read_bytes())
     assert np.array_equal(edited[mask == 0], img[mask == 0])
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_edits_through_a_remote_bridge_pinning_its_certificate(tls_server, tmp_path):
+    """--host + TLS: the first run trusts (and says so), a wrong --fingerprint is one line."""
+    img = rgba_image(22)
+    (tmp_path / "in.png").write_bytes(png_bytes(img))
+    env = {"CDS_CONFIG_DIR": str(tmp_path / "client-config")}  # no token file there
+    env["CDS_BRIDGE_TOKEN"] = C.read_token()  # the token given as a sandboxed host would
+    base = [str(tmp_path / "in.png"), "--source", "a", "--target", "b", "--steps", "2",
+            "--host", tls_server.host, "--port", str(tls_server.port), "--tls"]  # fmt: skip
+    proc = run_cli(*base, "-o", str(tmp_path / "out.png"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"trusting its certificate {tls_server.tls.fingerprint}" in proc.stderr
+    assert png_array((tmp_path / "out.png").read_bytes()).shape == img.shape
+    proc = run_cli(*base, "-o", str(tmp_path / "again.png"), env=env)
+    assert proc.returncode == 0 and "trusting" not in proc.stderr  # pinned: silent
+    wrong = ":".join(["0F"] * 32)
+    proc = run_cli(*base, "--fingerprint", wrong, "-o", str(tmp_path / "no.png"), env=env)
+    assert proc.returncode == 1
+    assert "not the expected" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no.png").exists()
 
 
 def test_poll_is_non_blocking_and_collects_a_jobs_messages(server):

@@ -1,20 +1,33 @@
 """Property-based fuzzing of a running server: malformed, truncated and oversized input gets an
-error reply or a closed connection, never a crash, and the next valid client is served."""
+error reply or a closed connection, never a crash, and the next valid client is served. Every
+test runs against the plain loopback listener and the TLS (remote-mode) listener."""
 
 from __future__ import annotations
 
 import io
 import json
 import socket
+import ssl
 import struct
 
 import numpy as np
-from bridge_helpers import FAST, box_mask, png_array, png_bytes, rgba_image
+import pytest
+from bridge_helpers import (
+    FAST,
+    authenticate,
+    binding_of,
+    box_mask,
+    client_of,
+    png_array,
+    png_bytes,
+    raw_connect,
+    rgba_image,
+)
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from plugin_bridge import protocol as P
-from plugin_bridge.client import BridgeClient, read_token
+from plugin_bridge.client import read_token
 
 GUARD = 30.0
 TINY_PNG = png_bytes(rgba_image(0, 8, 8))
@@ -100,9 +113,19 @@ def edit_frames(draw) -> bytes:
     return P.encode_message(msg)
 
 
-def exchange(port: int, data: bytes) -> bytes:
-    """Send ``data``, half-close, and return everything the server sends until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as sock:
+@pytest.fixture(params=["plain", "tls"])
+def server(request):
+    """Each test twice: the plain loopback listener and the TLS one (remote mode)."""
+    return request.getfixturevalue("server" if request.param == "plain" else "tls_server")
+
+
+def exchange(server, data: bytes, authenticated: bool = False) -> bytes:
+    """Send ``data`` (after authenticating, if asked), half-close, and return everything the
+    server sends until it closes."""
+    sock = raw_connect(server, GUARD)
+    with sock:
+        if authenticated:
+            authenticate(sock, read_token(), binding_of(server))
         try:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
@@ -112,7 +135,7 @@ def exchange(port: int, data: bytes) -> bytes:
         while True:
             try:
                 chunk = sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 break
             if not chunk:
                 break
@@ -120,25 +143,22 @@ def exchange(port: int, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def parse_replies(data: bytes) -> list[P.Message]:
+def parse_replies(data: bytes, handshake: bool = True) -> list[P.Message]:
     """Whatever the server sent must itself be well-formed protocol."""
     if not data:
         return []
     stream = io.BytesIO(data)
-    assert P.read_handshake(stream) == P.PROTOCOL_VERSION
+    if handshake:
+        assert P.read_handshake(stream) == P.PROTOCOL_VERSION
     replies = []
     while stream.tell() < len(data):
         replies.append(P.read_message(stream))
     return replies
 
 
-def assert_server_alive(port: int) -> None:
-    with BridgeClient(port=port, timeout=GUARD) as client:
+def assert_server_alive(server) -> None:
+    with client_of(server, GUARD) as client:
         assert client.ping() >= 0
-
-
-def authenticated_prefix() -> bytes:
-    return P.encode_handshake() + P.encode_message(P.hello(read_token(), "fuzz"))
 
 
 FUZZ = settings(
@@ -151,37 +171,37 @@ FUZZ = settings(
 @FUZZ
 @given(data=st.binary(max_size=64))
 def test_random_bytes_before_the_handshake(server, data):
-    replies = parse_replies(exchange(server.port, data))
+    replies = parse_replies(exchange(server, data))
     assert all(r.type == P.ERROR for r in replies)
-    assert_server_alive(server.port)
+    assert_server_alive(server)
 
 
 @FUZZ
 @given(frame=frames() | edit_frames())
 def test_malformed_frames_after_authentication(server, frame):
-    replies = parse_replies(exchange(server.port, authenticated_prefix() + frame))
-    assert replies[0].type == P.WELCOME
-    event(" ".join(sorted({f"{r.type}:{r.get('code', '')}" for r in replies[1:]})) or "closed")
-    for reply in replies[1:]:
+    replies = parse_replies(exchange(server, frame, authenticated=True), handshake=False)
+    event(" ".join(sorted({f"{r.type}:{r.get('code', '')}" for r in replies})) or "closed")
+    for reply in replies:
         assert reply.type in (P.ERROR, P.QUEUED, P.PROGRESS, P.PONG, P.RESULT), reply
         if reply.type == P.ERROR:
             assert reply["code"] in P.ERROR_CODES
             assert reply["code"] != P.INTERNAL, reply  # no unhandled exception path
-    assert_server_alive(server.port)
+    assert_server_alive(server)
 
 
 @FUZZ
 @given(frame=frames())
 def test_malformed_frames_instead_of_hello(server, frame):
-    replies = parse_replies(exchange(server.port, P.encode_handshake() + frame))
-    assert all(r.type == P.ERROR for r in replies)
-    assert all(r["code"] in (P.AUTH_FAILED, P.TOO_LARGE, P.BAD_REQUEST) for r in replies)
-    assert_server_alive(server.port)
+    replies = parse_replies(exchange(server, P.encode_handshake() + frame))
+    assert all(r.type in (P.ERROR, P.CHALLENGE) for r in replies)
+    errors = [r for r in replies if r.type == P.ERROR]
+    assert all(r["code"] in (P.AUTH_FAILED, P.TOO_LARGE, P.BAD_REQUEST) for r in errors)
+    assert_server_alive(server)
 
 
 def test_valid_edit_is_served_after_the_fuzzing(server):
     img, mask = rgba_image(4), box_mask(8, 6, 24, 18)
-    with BridgeClient(port=server.port, timeout=GUARD) as client:
+    with client_of(server, GUARD) as client:
         result = client.edit(png_bytes(img), "a", "b", png_bytes(mask), FAST, offset=(3, 4))
     out = png_array(result.parts["image"])
     assert np.array_equal(out[mask == 0], img[mask == 0])

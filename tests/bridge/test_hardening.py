@@ -27,8 +27,11 @@ import pytest
 from bridge_helpers import FAST, png_bytes, rgba_image
 
 from cds_desktop.bridge import BridgeServer, ClientSession, Deferred, ServerLimits, ensure_token
+from cds_desktop.bridge.challenge import authenticate as challenge_response
 from cds_desktop.bridge.connection import DROP_PROGRESS_AT, Connection, Outbox
+from cds_desktop.bridge.token import TokenGuard
 from cds_desktop.engine.jobs import JobQueue
+from plugin_bridge import auth
 from plugin_bridge import protocol as P
 from plugin_bridge.client import BridgeClient, read_token
 
@@ -43,22 +46,42 @@ def raw_frame(body: bytes, payload: bytes = b"") -> bytes:
     return struct.pack(">IQ", len(body), len(payload)) + body + payload
 
 
-def hello_frame(token: str = TOKEN) -> bytes:
-    return P.encode_message(P.hello(token, "hardening"))
+def hello_frame() -> bytes:
+    return P.encode_message(P.hello("hardening", auth.new_nonce()))
 
 
-def exchange(port: int, data: bytes) -> list[P.Message]:
-    """Send ``data`` after the handshake, half-close, and parse every reply until EOF."""
+def exchange(port: int, data: bytes, token: str | None = None) -> list[P.Message]:
+    """Send ``data`` after the handshake (and, with ``token``, after authenticating with a
+    proof made from it: the replies then start with the welcome or AUTH_FAILED), half-close,
+    and parse every reply until EOF."""
     with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as sock:
-        sock.sendall(P.encode_handshake() + data)
+        sock.sendall(P.encode_handshake())
+        first = []
+        if token is not None:
+            first = [_authenticate(sock, token)]
+        sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         received = read_until_closed(sock)  # a reset (instead of EOF) fails the test
     stream = io.BytesIO(received)
-    assert P.read_handshake(stream) == P.PROTOCOL_VERSION
-    replies = []
+    if token is None:
+        assert P.read_handshake(stream) == P.PROTOCOL_VERSION
+    replies = first
     while stream.tell() < len(received):
         replies.append(P.read_message(stream))
     return replies
+
+
+def _authenticate(sock: socket.socket, token: str) -> P.Message:
+    """hello -> challenge -> auth (the proof made from ``token``); the server's answer."""
+    stream = P.SocketStream(sock)
+    assert P.read_handshake(stream) == P.PROTOCOL_VERSION
+    nonce = auth.new_nonce()
+    P.write_message(stream, P.hello("hardening", nonce))
+    challenge = P.read_message(stream)
+    assert challenge.type == P.CHALLENGE, challenge
+    proof = auth.proof(token, auth.CLIENT, nonce, challenge["nonce"])
+    P.write_message(stream, P.auth_reply(proof))
+    return P.read_message(stream)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -199,12 +222,9 @@ def test_f2_client_limit_holds_under_a_hello_race(make_server):
     def hello() -> None:
         try:
             with socket.create_connection(("127.0.0.1", srv.port), timeout=GUARD) as sock:
-                data = P.encode_handshake() + hello_frame()
                 barrier.wait(GUARD)
-                sock.sendall(data)
-                stream = P.SocketStream(sock)
-                P.read_handshake(stream)
-                reply = P.read_message(stream)
+                sock.sendall(P.encode_handshake())
+                reply = _authenticate(sock, TOKEN)
                 outcomes.append(reply.type if reply.type == P.WELCOME else reply["code"])
                 done.wait(GUARD)  # hold the connection until every hello was answered
         except Exception as exc:  # noqa: BLE001
@@ -288,17 +308,17 @@ def test_f5_f6_f7_non_json_values_are_bad_request_with_an_encodable_reply(
     make_server, body, fragment
 ):
     srv = make_server()
-    replies = exchange(srv.port, hello_frame() + raw_frame(body))
+    replies = exchange(srv.port, raw_frame(body), TOKEN)
     assert [r.type for r in replies] == [P.WELCOME, P.ERROR], replies
     assert replies[1]["code"] == P.BAD_REQUEST and fragment in replies[1]["message"]
 
 
 def test_f5_huge_echoed_text_is_cut_and_the_connection_survives(make_server):
     srv = make_server()
-    frames = hello_frame() + P.encode_message(P.Message("\\" * 30_000, "x"))
+    frames = P.encode_message(P.Message("\\" * 30_000, "x"))
     frames += P.encode_message(P.ping("after"))
     frames += P.encode_message(P.ping("n" * 1000))  # a nonce too long to echo
-    replies = exchange(srv.port, frames)
+    replies = exchange(srv.port, frames, TOKEN)
     assert [r.type for r in replies] == [P.WELCOME, P.ERROR, P.PONG, P.ERROR], replies
     assert replies[1]["code"] == P.BAD_REQUEST and not replies[1]["fatal"]
     assert len(replies[1]["message"]) < 2000
@@ -311,8 +331,8 @@ class _Gate:
         self.send = None
         self.left = threading.Event()
 
-    def authenticate(self, token, peer):
-        return token == TOKEN
+    def authenticate(self, hello, exchange, peer):
+        challenge_response(hello, exchange, TokenGuard(TOKEN, None), "", peer)
 
     def admit(self, conn):
         pass
@@ -334,10 +354,10 @@ def test_f5_a_reply_that_cannot_be_built_closes_with_an_internal_error():
     conn = Connection(server_end, ("pair", 0), gate, ServerLimits(handshake_timeout=GUARD))
     conn.start()
     client_end.settimeout(GUARD)
-    client_end.sendall(P.encode_handshake() + hello_frame())
+    client_end.sendall(P.encode_handshake())
+    assert _authenticate(client_end, TOKEN).type == P.WELCOME
     stream = P.SocketStream(client_end)
-    P.read_handshake(stream)
-    assert P.read_message(stream).type == P.WELCOME
+    wait_until(lambda: gate.send is not None, "the session was opened (just after the welcome)")
 
     def broken() -> P.Message:
         raise RuntimeError("preview failed")
@@ -404,7 +424,7 @@ def _serve(tmp_path: Path, mode: str) -> subprocess.Popen:
         [sys.executable, str(REPO / "tests" / "bridge" / "slow_serve.py"), mode, "--serve",
          "--port", "0", "--model", "tiny-random", "--device", "cpu"],
         stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+        env={**os.environ, "CDS_CONFIG_DIR": str(tmp_path), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
 
 
@@ -423,7 +443,7 @@ def test_f4_f8_sigterm_mid_step_cancels_every_job_and_exits_0(tmp_path, signals)
     seen: list[str] = []
     try:
         port = int(_line(proc, "ready:", seen).rsplit("port ", 1)[1].split(";")[0])
-        token = read_token(tmp_path / "cds-desktop" / "bridge-token")
+        token = read_token(tmp_path / "bridge-token")
         with BridgeClient(port=port, token=token, timeout=GUARD) as client:
             running = client.submit_edit(png_bytes(rgba_image(1)), "a", "b", settings=FAST)
             queued = client.submit_edit(png_bytes(rgba_image(2)), "a", "b", settings=FAST)
@@ -522,7 +542,7 @@ def test_auth_failure_rechecks_permissions_and_is_logged_at_most_once(tiny_queue
         path.chmod(0o644)  # someone loosened it while the server runs
         with caplog.at_level(logging.WARNING, logger="cds_desktop.bridge"):
             for _ in range(20):
-                assert exchange(srv.port, hello_frame("0" * 64))[0]["code"] == P.AUTH_FAILED
+                assert exchange(srv.port, b"", "0" * 64)[0]["code"] == P.AUTH_FAILED
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         failures = [r for r in caplog.records if "authentication fail" in r.getMessage()]
         assert len(failures) == 1, [r.getMessage() for r in failures]
@@ -540,7 +560,7 @@ def test_f4_sigterm_while_starting_up_exits_0(tmp_path):
         [sys.executable, "-m", "cds_desktop", "--serve", "--port", "0", "--model", "tiny-random",
          "--device", "cpu"],
         stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
+        env={**os.environ, "CDS_CONFIG_DIR": str(tmp_path), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     try:
         time.sleep(0.5)

@@ -3,14 +3,12 @@ of non-protocol clients, concurrent clients, cancel-on-disconnect, validation, t
 
 from __future__ import annotations
 
-import os
 import socket
 import stat
 import threading
 import time
 
 import numpy as np
-import platformdirs
 import pytest
 from bridge_helpers import FAST, box_mask, png_array, png_bytes, rgba_image
 
@@ -44,8 +42,7 @@ def client_for(server, **kwargs) -> BridgeClient:
 # ----------------------------------------------------------------------------- token file
 def test_token_file_is_private_random_and_reused(server, config_home):
     path = token_path()
-    assert path == config_home / "cds-desktop" / "bridge-token"
-    assert str(path) == os.path.join(platformdirs.user_config_dir("cds-desktop"), "bridge-token")
+    assert path == config_home / "bridge-token"  # $CDS_CONFIG_DIR, on every OS
     assert server.token_file == path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     token = read_token()
@@ -108,12 +105,11 @@ def test_unsupported_version_is_refused(server):
     assert P.read_message(stream)["code"] == P.UNSUPPORTED_VERSION
 
 
-def test_remote_host_needs_allow_remote(job_queue, caplog):
-    with pytest.raises(bs.BridgeServerError, match="allow-remote"):
+def test_plain_tcp_stays_loopback_only(job_queue, server_tls):
+    with pytest.raises(bs.BridgeServerError, match="--remote 0.0.0.0"):
         bs.BridgeServer(job_queue, host="0.0.0.0", port=0, token="t" * 64)
-    with caplog.at_level("WARNING", logger="cds_desktop.bridge"):
-        bs.BridgeServer(job_queue, host="0.0.0.0", port=0, token="t" * 64, allow_remote=True)
-    assert "NOT encrypted" in caplog.text
+    bs.BridgeServer(job_queue, host="0.0.0.0", port=0, token="t" * 64, tls=server_tls)
+    bs.BridgeServer(job_queue, host="127.0.0.2", port=0, token="t" * 64)  # loopback: fine
 
 
 def test_port_in_use_is_a_one_line_error(server, job_queue):

@@ -15,8 +15,8 @@ BACKGROUND_PSNR_DB = 20.0
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return load_model(DEMO_MODEL, device="cpu")
+def demo(engine_device):
+    return load_model(DEMO_MODEL, device=engine_device, dtype="fp32")
 
 
 def test_demo_model_loads_by_name_and_is_labelled(demo):

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from cds_desktop.engine import CDSObjective, EditSettings, edit, edits, run_edits
-from cds_desktop.engine import cds as cds_mod
-from cds_desktop.engine.cds import Draws, Progress, targets_per_chunk
+from cds_desktop.engine import editing as cds_mod
+from cds_desktop.engine.cds import Draws, targets_per_chunk
+from cds_desktop.engine.editing import Progress
 from cds_desktop.engine.errors import EditError
 
 TARGETS = ("a pig", "a cow", "a dog")

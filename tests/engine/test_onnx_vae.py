@@ -25,7 +25,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from cds_desktop.engine import vae as vae_pkg  # noqa: E402
-from cds_desktop.engine.cds import run_edit  # noqa: E402
+from cds_desktop.engine.editing import run_edit  # noqa: E402
 from cds_desktop.engine.models import load_model, tiny_random_components  # noqa: E402
 from cds_desktop.engine.settings import EditSettings  # noqa: E402
 from cds_desktop.engine.vae import TorchVae, create_backend, export  # noqa: E402

@@ -49,19 +49,38 @@ def import_from(folder: Path, name: str, prefixes: tuple[str, ...]):
 @pytest.fixture(scope="session")
 def bridge(tmp_path_factory):
     """A running BridgeServer (port 0, tiny-random) whose token is in a temporary
-    XDG_CONFIG_HOME; yields (server, config_home)."""
+    $CDS_CONFIG_DIR folder; yields (server, config_home)."""
     from cds_desktop.bridge import BridgeServer
     from cds_desktop.engine.jobs import JobQueue
-    from plugin_bridge.client import APP_NAME, TOKEN_FILE
+    from plugin_bridge.client import TOKEN_FILE
 
     config_home = tmp_path_factory.mktemp("xdg-config")
     queue = JobQueue()
-    server = BridgeServer(
-        queue, port=0, model="tiny-random", token_file=config_home / APP_NAME / TOKEN_FILE
-    )
+    server = BridgeServer(queue, port=0, model="tiny-random", token_file=config_home / TOKEN_FILE)
     server.start()
     try:
         yield server, config_home
     finally:
         server.stop()
         queue.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tls_bridge(bridge):
+    """The same bridge's remote mode: a second listener with TLS on the loopback address
+    127.0.0.2 (tests never use this machine's other interfaces), same token and queue;
+    yields (server, config_home)."""
+    from cds_desktop.bridge import BridgeServer
+    from cds_desktop.bridge.tls import ServerTLS
+
+    plain, config_home = bridge
+    tls, _ = ServerTLS.for_folder(config_home)
+    server = BridgeServer(
+        plain.queue, host="127.0.0.2", port=0, model="tiny-random",
+        token_file=plain.token_file, tls=tls,
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server, config_home
+    finally:
+        server.stop()

@@ -102,12 +102,19 @@ class QDockWidget(QWidget):
 
 
 class QLineEdit(QWidget):
+    class EchoMode:  # PyQt6 spelling
+        Normal, Password = 0, 2
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._text, self.placeholder = "", ""
+        self.echo_mode = QLineEdit.EchoMode.Normal
 
     def setPlaceholderText(self, text: str) -> None:
         self.placeholder = text
+
+    def setEchoMode(self, mode: int) -> None:
+        self.echo_mode = mode
 
     def setText(self, text: str) -> None:
         self._text = text

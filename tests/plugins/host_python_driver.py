@@ -6,9 +6,10 @@ KRITA_PYKRITA_DIR and GIMP_PLUGINS_DIR hold the plug-ins unpacked from the built
 stand-ins for ``krita`` + PyQt5 (fake_krita.py, fake_qt.py) and ``gi`` (fake_gimp.py) it
 loads each plug-in the way its host does (Krita: import the package, which registers the
 docker; GIMP: import the script, which defines the procedure), and completes one edit per
-plug-in against the bridge at $CDS_BRIDGE_PORT (token under $XDG_CONFIG_HOME): Krita through
+plug-in against the bridge at $CDS_BRIDGE_PORT (token under $CDS_CONFIG_DIR): Krita through
 the docker's panel for an 8-bit, 16-bit integer, 16-bit float and 32-bit float document,
-GIMP through its procedure. The report (JSON) says what happened; any exception is recorded
+GIMP through its procedure (again over TLS if $CDS_TEST_TLS_ADDRESS names a remote-mode
+bridge, with the fingerprint in $CDS_TEST_TLS_FP). The report (JSON) says what happened; any exception is recorded
 there, never raised. Standard library only.
 """
 
@@ -122,7 +123,12 @@ def run_gimp(folder: str, report: dict) -> None:
     report["gimp_procedures"] = plugin.do_query_procedures()
     procedure = plugin.do_create_procedure(cds_gimp.PROC_NAME)
     config = fake_gimp.Config(
-        source="a colourful gradient", target="a red dog", mode="cds", steps=2
+        source="a colourful gradient",
+        target="a red dog",
+        mode="cds",
+        steps=2,
+        bridge="",
+        fingerprint="",
     )
     status, error = procedure.run_func(
         procedure, fake_gimp.RunMode.NONINTERACTIVE, image, [source], config, None
@@ -131,6 +137,14 @@ def run_gimp(folder: str, report: dict) -> None:
     report["gimp_message"] = getattr(error, "message", None)
     report["gimp_layers"] = [layer.get_name() for layer in image.layers]
     report["gimp_source_untouched"] = bytes(source.buffer.data) == before
+    tls_address = os.environ.get("CDS_TEST_TLS_ADDRESS")
+    if tls_address:  # the same procedure against the remote-mode (TLS) bridge
+        config.values.update(bridge=tls_address, fingerprint=os.environ["CDS_TEST_TLS_FP"])
+        status, error = procedure.run_func(
+            procedure, fake_gimp.RunMode.NONINTERACTIVE, image, [source], config, None
+        )
+        report["gimp_tls_status"] = str(status)
+        report["gimp_tls_message"] = getattr(error, "message", None)
 
 
 def main(argv: list) -> int:

@@ -1,4 +1,5 @@
-"""A bridge that accepts the handshake and the token, then misbehaves: ``silent`` reads every
+"""A bridge that knows the token (``"t" * 64`` unless told) and authenticates like the real
+one (challenge-response), then misbehaves: ``silent`` reads every
 request and never answers again (alive but stuck), ``close`` hangs up after the edit arrives
 (killed mid-edit). Real sockets on 127.0.0.1, the real protocol module."""
 
@@ -7,13 +8,16 @@ from __future__ import annotations
 import socket
 import threading
 
+from plugin_bridge import auth
 from plugin_bridge import protocol as p
+
+TOKEN = "t" * 64
 
 
 class StalledBridge:
-    def __init__(self, mode: str = "silent") -> None:
+    def __init__(self, mode: str = "silent", token: str = TOKEN) -> None:
         assert mode in ("silent", "close"), mode
-        self.mode = mode
+        self.mode, self.token = mode, token
         self.received: list[str] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -48,7 +52,11 @@ class StalledBridge:
         try:
             p.read_handshake(stream)
             p.write_handshake(stream)
-            p.read_message(stream)  # hello: any token will do
+            nonce = p.read_message(stream)["nonce"]  # hello
+            mine = auth.new_nonce()
+            proof = auth.proof(self.token, auth.SERVER, nonce, mine)
+            p.write_message(stream, p.challenge(mine, proof))
+            p.read_message(stream)  # auth: any proof will do
             p.write_message(stream, p.Message(p.WELCOME, None, protocol=p.PROTOCOL_VERSION))
             while True:
                 msg = p.read_message(stream)

@@ -42,7 +42,7 @@ def gp(staged):
 @pytest.fixture
 def connect(bridge, monkeypatch):
     server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
     return server
 
@@ -64,6 +64,7 @@ def make_image(select: bool = True):
 
 def config(**overrides):
     values = dict(source="a colourful gradient", target="a red dog", mode="cds", steps=2)
+    values.update(bridge="", fingerprint="")
     values.update(overrides)
     return fake_gimp.Config(**values)
 
@@ -87,7 +88,14 @@ def test_registers_an_image_procedure_under_filters_ai(gp):
     procedure = plugin.do_create_procedure("plug-in-cds-edit")
     assert procedure.menu_paths == ["<Image>/Filters/AI"]
     assert procedure.settings["image_types"] == ("RGB*",)
-    assert list(procedure.arguments) == ["source", "target", "mode", "steps"]
+    assert list(procedure.arguments) == [
+        "source",
+        "target",
+        "mode",
+        "steps",
+        "bridge",
+        "fingerprint",
+    ]
     assert gp.gi.versions == {"Gimp": "3.0", "GimpUi": "3.0", "Gegl": "0.4", "Babl": "0.1"}
 
 
@@ -168,10 +176,9 @@ def test_refusals_are_one_line_errors_and_change_nothing(gp, setup, message):
 
 
 def test_bridge_not_running_says_how_to_start_it(gp, monkeypatch, tmp_path):
-    token = tmp_path / "cds-desktop" / "bridge-token"
-    token.parent.mkdir()
+    token = tmp_path / "bridge-token"
     token.write_text("x" * 64)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("CDS_BRIDGE_PORT", "1")  # nothing listens on port 1
     image, source = make_image()
     status, error = run(gp, image, [source], config())
@@ -186,7 +193,9 @@ def test_interactive_run_shows_the_dialog_and_cancel_does_nothing(gp, monkeypatc
     monkeypatch.setattr(fake_gimp.Dialog, "shown", [])
     status, _ = run(gp, image, [source], config(), mode=fake_gimp.RunMode.INTERACTIVE)
     assert status is fake_gimp.PDBStatusType.CANCEL
-    assert fake_gimp.Dialog.shown == [("CDS Edit", ["source", "target", "mode", "steps"])]
+    assert fake_gimp.Dialog.shown == [
+        ("CDS Edit", ["source", "target", "mode", "steps", "bridge", "fingerprint"])
+    ]
     assert len(image.layers) == 2
 
 
@@ -347,13 +356,12 @@ def test_layer_without_alpha_gets_a_result_layer_without_alpha(gp, connect, monk
 @pytest.fixture
 def quick_watchdog(gp, monkeypatch, tmp_path):
     """Ping after 0.2 s of silence, give the pong 0.5 s; a token the fake bridges accept."""
-    token = tmp_path / "cds-desktop" / "bridge-token"
-    token.parent.mkdir()
+    token = tmp_path / "bridge-token"
     token.write_text("t" * 64)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setattr(gp.plugin.common, "QUIET_BEFORE_PING", 0.2)
     monkeypatch.setattr(
-        gp.plugin, "make_client", lambda: gp.plugin.common.make_client("cds-gimp", 0.5)
+        gp.plugin, "make_client", lambda *args: gp.plugin.common.make_client("cds-gimp", 0.5)
     )
 
 
@@ -381,3 +389,22 @@ def test_a_bridge_killed_mid_edit_is_one_line_and_changes_nothing(gp, quick_watc
     assert status is fake_gimp.PDBStatusType.EXECUTION_ERROR
     assert "closed the connection" in error.message and "\n" not in error.message
     assert len(image.layers) == 2 and image.undo_groups == 0
+
+
+def test_remote_bridge_over_tls_with_the_fingerprint(gp, tls_bridge, monkeypatch, tmp_path):
+    """Bridge address + fingerprint arguments: TLS to 127.0.0.2, the right fingerprint
+    works, a wrong one is one line and changes nothing."""
+    server, config_home = tls_bridge
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
+    fast(gp, monkeypatch)
+    address = f"{server.host}:{server.port}"
+    wrong = ":".join(["AA"] * 32)
+    image, source = make_image()
+    status, error = run(gp, image, [source], config(bridge=address, fingerprint=wrong))
+    assert status is fake_gimp.PDBStatusType.EXECUTION_ERROR
+    assert "not the expected" in error.message and "\n" not in error.message
+    assert len(image.layers) == 2
+    fingerprint = server.tls.fingerprint.replace(":", "").lower()  # pasted any which way
+    status, error = run(gp, image, [source], config(bridge=address, fingerprint=fingerprint))
+    assert status is fake_gimp.PDBStatusType.SUCCESS, error.message
+    assert [layer.get_name() for layer in image.layers] == ["Top", "a red dog", "Source"]

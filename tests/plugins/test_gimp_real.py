@@ -68,14 +68,14 @@ def served_bridge(tmp_path_factory):
     """``cds-desktop --serve --model tiny-random`` on a free port; yields (port, token)."""
     config = tmp_path_factory.mktemp("bridge-config")
     port = free_port()
-    env = dict(os.environ, XDG_CONFIG_HOME=str(config), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, CDS_CONFIG_DIR=str(config), PYTHONPATH=str(ROOT))
     env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     log = config / "serve.log"
     argv = [sys.executable, "-m", "cds_desktop", "--serve", "--model", "tiny-random"]
     with open(log, "wb") as out:
         proc = subprocess.Popen([*argv, "--port", str(port)], env=env, stdout=out, stderr=out)
     try:
-        token_file = config / "cds-desktop" / "bridge-token"
+        token_file = config / "bridge-token"
         wait_until_serving(proc, port, token_file, log)
         yield port, token_file.read_text().strip()
     finally:
@@ -186,7 +186,10 @@ def main_run(gimp, served_bridge):
 def failure_runs(gimp):
     """One GIMP session per broken bridge (the port comes from GIMP's environment)."""
     closed = free_port()
-    with StalledBridge("silent") as silent, StalledBridge("close") as closing:
+    with (
+        StalledBridge("silent", gimp.token) as silent,
+        StalledBridge("close", gimp.token) as closing,
+    ):
         ports = {
             "no_bridge": str(closed),
             "bad_port": "http",
@@ -263,7 +266,7 @@ def test_registers_under_filters_ai_with_its_arguments(main_run):
     assert reg["menu_paths"] == ["<Image>/Filters/AI"]
     assert reg["menu_label"] == "CDS _Edit..."
     assert reg["image_types"] == "RGB*"
-    assert reg["arguments"][-4:] == ["source", "target", "mode", "steps"]
+    assert reg["arguments"][-6:] == ["source", "target", "mode", "steps", "bridge", "fingerprint"]
 
 
 def test_dialog_mnemonics_are_distinct(gimp):

@@ -53,7 +53,7 @@ def unpacked(tmp_path_factory, build_tool) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
-def host_report(request, unpacked, bridge, tmp_path_factory) -> dict:
+def host_report(request, unpacked, bridge, tls_bridge, tmp_path_factory) -> dict:
     version = request.param
     python = interpreter(version)
     if python is None:
@@ -65,9 +65,11 @@ def host_report(request, unpacked, bridge, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp(f"py{version}") / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.update(
-        XDG_CONFIG_HOME=str(config_home),
+        CDS_CONFIG_DIR=str(config_home),
         CDS_BRIDGE_HOST="127.0.0.1",
         CDS_BRIDGE_PORT=str(server.port),
+        CDS_TEST_TLS_ADDRESS=f"{tls_bridge[0].host}:{tls_bridge[0].port}",
+        CDS_TEST_TLS_FP=tls_bridge[0].tls.fingerprint,
         PYTHONDONTWRITEBYTECODE="1",
     )
     cmd = [str(python), "-I", str(HERE / "host_python_driver.py")]
@@ -104,6 +106,12 @@ def test_gimp_plugin_loads_and_round_trips_an_edit(host_report, unpacked):
     assert host_report["gimp_status"].endswith("SUCCESS"), host_report["gimp_message"]
     assert host_report["gimp_layers"] == ["a red dog", "Source"]
     assert host_report["gimp_source_untouched"]
+
+
+def test_gimp_plugin_reaches_a_remote_bridge_over_tls(host_report):
+    """The vendored client's TLS + pinning path (ssl module) on this host Python."""
+    assert "gimp_error" not in host_report, host_report["gimp_error"]
+    assert host_report["gimp_tls_status"].endswith("SUCCESS"), host_report["gimp_tls_message"]
 
 
 @pytest.mark.parametrize(

@@ -281,7 +281,7 @@ def test_session_refuses_empty_prompts_before_sending(kp):
 @pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
 def test_session_against_the_real_bridge_keeps_unselected_pixels(kp, bridge, monkeypatch, depth):
     server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
     doc, layer = document_with_layer(64, 48, depth)
     doc.sel = FakeSelection.rectangle(20, 14, 16, 12)

@@ -36,7 +36,7 @@ def make_panel(qtbot, panel_module):
 
 def test_edit_runs_from_the_timer_and_adds_the_layer(qtbot, make_panel, bridge, monkeypatch):
     server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
     doc, layer = document_with_layer(40, 32)
     doc.sel = FakeSelection.rectangle(10, 8, 12, 10)
@@ -54,7 +54,7 @@ def test_edit_runs_from_the_timer_and_adds_the_layer(qtbot, make_panel, bridge, 
 
 def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
     server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
     doc, layer = document_with_layer(40, 32)
     panel = make_panel(doc, layer)
@@ -69,10 +69,9 @@ def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
 
 
 def test_failures_end_as_one_status_line(qtbot, make_panel, monkeypatch, tmp_path):
-    token = tmp_path / "cds-desktop" / "bridge-token"
-    token.parent.mkdir()
+    token = tmp_path / "bridge-token"
     token.write_text("x" * 64)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(tmp_path))
     monkeypatch.setenv("CDS_BRIDGE_PORT", "1")  # nothing listens there
     doc, layer = document_with_layer(8, 8)
     panel = make_panel(doc, layer)
@@ -86,3 +85,28 @@ def test_failures_end_as_one_status_line(qtbot, make_panel, monkeypatch, tmp_pat
         panel.edit_button.click()
     assert "CDS needs RGB/Alpha" in blocker.args[1]
     assert doc.root.childNodes() == [layer]
+
+
+def test_remote_bridge_from_the_panel_fields(qtbot, make_panel, tls_bridge, monkeypatch):
+    """The Bridge/Fingerprint/Token fields: TLS to 127.0.0.2 with the token pasted (no token
+    file readable, as in a sandboxed Krita); a wrong fingerprint is refused."""
+    server, config_home = tls_bridge
+    token = (config_home / "bridge-token").read_text().strip()
+    monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home / "unreadable"))  # no token file
+    doc, layer = document_with_layer(40, 32)
+    panel = make_panel(doc, layer)
+    assert panel.token_edit.echoMode() != type(panel.token_edit.echoMode())(0)  # hidden
+    panel.address_edit.setText(f"{server.host}:{server.port}")
+    panel.token_edit.setText(token)
+    panel.fingerprint_edit.setText(":".join(["AB"] * 32))
+    with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
+        panel.edit_button.click()
+    ok, text = blocker.args
+    assert not ok and "not the expected" in text
+    panel.fingerprint_edit.setText(server.tls.fingerprint)
+    with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
+        panel.edit_button.click()
+    ok, text = blocker.args
+    assert ok, text
+    assert [n.name() for n in doc.root.childNodes()] == ["Source", "a red dog"]
+    panel.shutdown()

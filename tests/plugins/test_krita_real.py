@@ -56,7 +56,7 @@ def krita_env(tmp: Path, config_home: Path, port: int) -> dict[str, str]:
         XDG_DATA_HOME=str(tmp / "data"),
         XDG_CACHE_HOME=str(tmp / "cache"),
         XDG_RUNTIME_DIR=str(tmp / "runtime"),
-        XDG_CONFIG_HOME=str(config_home),  # where the bridge token is
+        CDS_CONFIG_DIR=str(config_home),  # where the bridge token is
         QT_QPA_PLATFORM="offscreen",
         CDS_BRIDGE_PORT=str(port),
         PYTHONDONTWRITEBYTECODE="1",

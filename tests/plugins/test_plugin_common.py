@@ -207,3 +207,32 @@ def test_shared_module_runs_on_python_3_8():
         [interpreter, "-c", SMOKE_38], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_bridge_address_field_and_remote_settings(monkeypatch):
+    """What a user types in a plug-in's Bridge field, and the remote-bridge environment."""
+    for key in ("CDS_BRIDGE_HOST", "CDS_BRIDGE_PORT", "CDS_BRIDGE_FINGERPRINT", "CDS_BRIDGE_TLS"):
+        monkeypatch.delenv(key, raising=False)
+    assert common.parse_address("") == ("127.0.0.1", 47860)
+    assert common.parse_address(" gpu-box ") == ("gpu-box", 47860)
+    assert common.parse_address("10.0.0.5:5000") == ("10.0.0.5", 5000)
+    assert common.parse_address("[fd00::5]:5001") == ("fd00::5", 5001)
+    assert common.parse_address("fd00::5") == ("fd00::5", 47860)
+    for bad, message in (("host:http", "not a port number"), ("h:0", "not in 1..65535"),
+                         ("a b", "expected HOST or HOST:PORT")):  # fmt: skip
+        with pytest.raises(PluginError, match=message):
+            common.parse_address(bad)
+    local = common.make_client("t")
+    assert (local.host, local.tls, local.fingerprint) == ("127.0.0.1", False, None)
+    remote = common.make_client("t", address="gpu-box:5000")
+    assert (remote.host, remote.port, remote.tls) == ("gpu-box", 5000, True)  # not loopback
+    fp = "ab" * 32
+    pinned = common.make_client("t", address="127.0.0.2:5000", fingerprint=fp, token=" x ")
+    assert pinned.tls and pinned.fingerprint == ":".join(["AB"] * 32) and pinned._token == "x"
+    monkeypatch.setenv("CDS_BRIDGE_FINGERPRINT", fp)
+    assert common.make_client("t", address="127.0.0.2").tls  # a fingerprint means TLS
+    monkeypatch.delenv("CDS_BRIDGE_FINGERPRINT")
+    monkeypatch.setenv("CDS_BRIDGE_TLS", "1")
+    assert common.make_client("t").tls
+    with pytest.raises(PluginError, match="not a SHA-256 fingerprint"):
+        common.make_client("t", fingerprint="12:34")

@@ -315,8 +315,10 @@ def edit_layer(
     return insert_result(image, drawable, request, rgba, common.layer_name(params.target))
 
 
-def make_client() -> Any:
-    return common.make_client(CLIENT_NAME)
+def make_client(address: str = "", fingerprint: str = "") -> Any:
+    """A client for the bridge at ``address`` (HOST[:PORT]; empty: $CDS_BRIDGE_HOST/_PORT or
+    this computer), TLS with ``fingerprint`` pinned for a remote one."""
+    return common.make_client(CLIENT_NAME, address=address, fingerprint=fingerprint)
 
 
 # ----------------------------------------------------------------------------- procedure
@@ -332,7 +334,7 @@ def params_from(config: Any) -> EditParams:
 def show_dialog(procedure: Any, config: Any) -> bool:
     GimpUi.init(BINARY)
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "CDS Edit")
-    dialog.fill(["source", "target", "mode", "steps"])
+    dialog.fill(["source", "target", "mode", "steps", "bridge", "fingerprint"])
     accepted = bool(dialog.run())
     dialog.destroy()
     return accepted
@@ -346,7 +348,9 @@ def run(procedure, run_mode, image, drawables, config, data):
         drawable = check_target(image, drawables)
         params = params_from(config)
         request = prepare(image, drawable, params)
-        with make_client() as client:
+        bridge = str(config.get_property("bridge") or "")
+        fingerprint = str(config.get_property("fingerprint") or "")
+        with make_client(bridge, fingerprint) as client:
             rgba = send(client, request, params, Progress())
         insert_result(image, drawable, request, rgba, common.layer_name(params.target))
     except (PluginError, bridge_client.BridgeError, pngcodec.PngError) as exc:
@@ -375,6 +379,13 @@ def add_arguments(procedure: Any) -> None:
         common.MAX_STEPS,
         common.DEFAULT_STEPS,
         rw,
+    )
+    # where the bridge is (empty: this computer, or $CDS_BRIDGE_HOST/_PORT/_FINGERPRINT)
+    procedure.add_string_argument(
+        "bridge", "_Bridge address", "HOST[:PORT] of a remote bridge; empty: this computer", "", rw
+    )
+    procedure.add_string_argument(
+        "fingerprint", "Certificate _fingerprint", "SHA-256 the remote bridge printed", "", rw
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from .logic import EditParams, KritaDocument, KritaNode, PluginError
 from .qt import QtCore, QtWidgets
-from .session import RUNNING, EditSession, Update, make_client, user_message
+from .session import RUNNING, EditSession, Update, make_client, pinned_note, user_message
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,20 @@ class CdsPanel(QtWidgets.QWidget):
     def __init__(
         self,
         target_provider: TargetProvider,
-        client_factory: Callable[[], Any] = make_client,
+        client_factory: Callable[[], Any] | None = None,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._target_provider = target_provider
-        self._client_factory = client_factory
+        #: default: a client for the address/fingerprint/token typed in the Bridge fields
+        self._client_factory = client_factory or self.make_client
         self._client: Any = None
+        self._client_options: tuple = ()
         self.session: EditSession | None = None
         #: Extra EditSettings fields sent with every edit (e.g. {"seed": 3}).
         self.extra_settings: dict = {}
+        #: shown once after the first connection to a remote bridge (its certificate pinned)
+        self.last_note = ""
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self._poll)
@@ -60,6 +64,14 @@ class CdsPanel(QtWidgets.QWidget):
         self.steps_spin = QtWidgets.QSpinBox(self)
         self.steps_spin.setRange(1, 2000)
         self.steps_spin.setValue(DEFAULT_STEPS)
+        # where the bridge is: empty fields mean this computer / the environment variables
+        self.address_edit = QtWidgets.QLineEdit(self)
+        self.address_edit.setPlaceholderText("this computer (or HOST:PORT of a remote bridge)")
+        self.fingerprint_edit = QtWidgets.QLineEdit(self)
+        self.fingerprint_edit.setPlaceholderText("remote only: the SHA-256 the server printed")
+        self.token_edit = QtWidgets.QLineEdit(self)
+        self.token_edit.setPlaceholderText("only if Krita cannot read the token file")
+        self.token_edit.setEchoMode(_password_mode())
         self.edit_button = QtWidgets.QPushButton("Edit", self)
         self.cancel_button = QtWidgets.QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
@@ -78,6 +90,9 @@ class CdsPanel(QtWidgets.QWidget):
         form.addRow("Target", self.target_edit)
         form.addRow("Mode", self.mode_combo)
         form.addRow("Steps", self.steps_spin)
+        form.addRow("Bridge", self.address_edit)
+        form.addRow("Fingerprint", self.fingerprint_edit)
+        form.addRow("Token", self.token_edit)
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.edit_button)
         buttons.addWidget(self.cancel_button)
@@ -109,7 +124,10 @@ class CdsPanel(QtWidgets.QWidget):
             doc, node = self._target_provider()
             session = EditSession(doc, node, self.params())
             session.prepare()  # refuse bad layers/prompts before connecting
-            self._show(session.submit(self._connected_client()))
+            update = session.submit(self._connected_client())
+            if self.last_note:  # first connection to a remote bridge: say what was trusted
+                update, self.last_note = Update(f"{self.last_note}; {update.text}"), ""
+            self._show(update)
         except Exception as exc:  # every failure becomes a status line
             self._drop_client_if_closed()
             self._end(False, user_message(exc))
@@ -135,10 +153,31 @@ class CdsPanel(QtWidgets.QWidget):
             self._client = None
 
     # ------------------------------------------------------------------ internals
+    def connection_options(self) -> tuple[str, str, str]:
+        """(address, fingerprint, token) as typed in the Bridge fields."""
+        return (
+            self.address_edit.text().strip(),
+            self.fingerprint_edit.text().strip(),
+            self.token_edit.text().strip(),
+        )
+
+    def make_client(self) -> Any:
+        address, fingerprint, token = self.connection_options()
+        return make_client(address=address, fingerprint=fingerprint, token=token)
+
     def _connected_client(self) -> Any:
+        options = self.connection_options()
+        if self._client is not None and options != self._client_options:
+            self._client.close()  # the user pointed the panel at another bridge
+            self._client = None
         if self._client is None or not self._client.connected:
             self._client = self._client_factory()
+            self._client_options = options
         self._client.connect()
+        note = pinned_note(self._client) if hasattr(self._client, "pinned_now") else ""
+        if note:
+            log.warning("%s", note)
+            self.last_note = note
         return self._client
 
     def _drop_client_if_closed(self) -> None:
@@ -181,6 +220,12 @@ class CdsPanel(QtWidgets.QWidget):
     def _set_running(self, running: bool) -> None:
         self.edit_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+
+
+def _password_mode() -> Any:
+    """QLineEdit's password echo mode under PyQt5 (flat enum) and PyQt6 (scoped enum)."""
+    flat = getattr(QtWidgets.QLineEdit, "Password", None)
+    return flat if flat is not None else QtWidgets.QLineEdit.EchoMode.Password
 
 
 def no_document_error() -> PluginError:

@@ -16,7 +16,7 @@ from .cds_bridge import client as bridge_client
 from .cds_bridge import plugin_common as common
 from .cds_bridge import pngcodec
 from .cds_bridge import protocol as proto
-from .cds_bridge.plugin_common import NETWORK_TIMEOUT, bridge_address  # noqa: F401
+from .cds_bridge.plugin_common import NETWORK_TIMEOUT, bridge_address, pinned_note  # noqa: F401
 from .logic import (
     Crop,
     EditParams,
@@ -48,8 +48,12 @@ class Update:
     ok: bool = False
 
 
-def make_client(timeout: float = NETWORK_TIMEOUT) -> bridge_client.BridgeClient:
-    return common.make_client(CLIENT_NAME, timeout)
+def make_client(
+    timeout: float = NETWORK_TIMEOUT, address: str = "", fingerprint: str = "", token: str = ""
+) -> bridge_client.BridgeClient:
+    """A client for the bridge at ``address`` (HOST[:PORT]; empty: $CDS_BRIDGE_HOST/_PORT or
+    this computer), see :func:`plugin_common.make_client`."""
+    return common.make_client(CLIENT_NAME, timeout, address, fingerprint, token)
 
 
 def user_message(exc: BaseException) -> str:
