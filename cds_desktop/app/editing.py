@@ -43,6 +43,9 @@ class EditInputs:
     target_prompts: tuple[str, ...]
     settings: EditSettings
     model: str
+    #: settings left to the model (names in settings.MODEL_DEFAULTS): the loaded model's
+    #: recommended value replaces the one in ``settings`` (guidance 5 for SDXL)
+    model_defaults: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class EditController(QObject):
             vae_backend=options.get("vae_backend", "auto"),
             tag=LayerTag(self.state.doc.uid, layer.uid),
             origin=APP_ORIGIN,
+            model_defaults=frozenset(inputs.model_defaults),
         )
         return self.worker.submit(request)
 
@@ -181,7 +185,8 @@ class EditController(QObject):
             prefix = "model error" if update.failure is FailureKind.MODEL else "edit failed"
             self.error.emit(f"{prefix}: {update.error}")
         else:
-            self.status.emit(f"cancelled ({update.message})")
+            message = update.message or "cancelled"  # the engine's says when: "cancelled at ..."
+            self.status.emit(message if "cancel" in message else f"cancelled ({message})")
 
     # ------------------------------------------------------------------ results
     def _layer_of(self, request: EditRequest) -> Layer | None:
@@ -197,6 +202,10 @@ class EditController(QObject):
             return
         results = update.results or ((update.result,) if update.result is not None else ())
         added = []
+        undo = self.state.undo
+        several = len(results) > 1
+        if several:  # one edit, one undo step, however many result layers it made
+            undo.beginMacro(f"Edit: {' | '.join(request.target_prompts[: len(results)])}")
         for target, result in zip(request.target_prompts, results, strict=False):
             self.last_history_id += 1
             history_id = self.last_history_id
@@ -217,15 +226,26 @@ class EditController(QObject):
                     id=history_id,
                     source_prompt=request.source_prompt,
                     target_prompt=target,
-                    settings=request.settings.to_dict(),
+                    settings=used_settings(request, result).to_dict(),
                     model=result.model_label,
                     elapsed=result.elapsed,
                     layer_uid=layer.uid,
                     thumbnail=result.region,
                 )
             )
+        if several:
+            undo.endMacro()
         if added:
             self.status.emit(f"{', '.join(added)}: {update.message}")
+
+
+def used_settings(request: EditRequest, result) -> EditSettings:
+    """The request's settings with the values the model supplied (those left to it) taken
+    from what the edit ran with, so the history shows and restores what was used."""
+    ran = getattr(result, "settings", None)
+    if ran is None or not request.model_defaults:
+        return request.settings
+    return request.settings.with_model_defaults(ran.to_dict(), request.model_defaults)
 
 
 # ----------------------------------------------------------------------------- placement

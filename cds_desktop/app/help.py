@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, QUrl
+from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, Qt, QUrl
+from PyQt6.QtGui import QImage, QTextDocument
 from PyQt6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -52,6 +53,28 @@ def guide_path() -> Path | None:
     return None
 
 
+class GuideBrowser(QTextBrowser):
+    """A text browser that shrinks wide pictures (the guide's screenshot) to its width, so
+    the page never scrolls sideways."""
+
+    def loadResource(self, kind: int, url: QUrl):  # noqa: N802 - Qt API
+        data = super().loadResource(kind, url)
+        if kind != QTextDocument.ResourceType.ImageResource.value or data is None:
+            return data
+        image = data if isinstance(data, QImage) else QImage.fromData(data)
+        # the width left once the (long) page shows its vertical scroll bar
+        bar = (
+            0
+            if self.verticalScrollBar().isVisible()
+            else self.verticalScrollBar().sizeHint().width()
+        )
+        margin = 2 * int(self.document().documentMargin()) + 4
+        room = max(240, self.viewport().width() - bar - margin)
+        if image.isNull() or image.width() <= room:
+            return data
+        return image.scaledToWidth(room, Qt.TransformationMode.SmoothTransformation)
+
+
 def _dialog(window, name: str, title: str) -> tuple[QDialog, QTextBrowser]:
     dialogs = window.__dict__.setdefault("help_dialogs", {})
     dialog = dialogs.get(name)
@@ -59,7 +82,7 @@ def _dialog(window, name: str, title: str) -> tuple[QDialog, QTextBrowser]:
         dialog = QDialog(window)
         dialog.setObjectName(f"help-{name}")
         dialog.setWindowTitle(title)
-        browser = QTextBrowser(dialog)
+        browser = GuideBrowser(dialog)
         browser.setOpenExternalLinks(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
         buttons.rejected.connect(dialog.close)
@@ -88,10 +111,11 @@ def show_guide(window) -> QDialog:
             "<p>The user guide (<code>docs/app.md</code>) is not installed with this copy of "
             "the app. It is in the <code>docs</code> folder of the source repository.</p>"
         )
-    else:
-        browser.setSearchPaths([str(path.parent)])
-        browser.setSource(QUrl.fromLocalFile(str(path)))
-    return _present(dialog, (760, 640))
+        return _present(dialog, (760, 640))
+    _present(dialog, (760, 640))  # sized first: pictures are fitted to the shown width
+    browser.setSearchPaths([str(path.parent)])
+    browser.setSource(QUrl.fromLocalFile(str(path)))
+    return dialog
 
 
 def shortcut_rows(window) -> list[tuple[str, str]]:
@@ -102,6 +126,8 @@ def shortcut_rows(window) -> list[tuple[str, str]]:
         if name == "cancel_on_canvas":  # shown as the menu's "Cancel edit ... Esc (canvas)"
             continue
         text = fixed.get(name) or action.text().replace("&", "")
+        if name.startswith("mask_"):  # "Invert" alone could be the image's
+            text = f"Mask: {text}"
         keys = ", ".join(
             k.toString(k.SequenceFormat.NativeText) for k in action.shortcuts() if _typable(k)
         )

@@ -14,12 +14,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QSize, Qt
 from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import (
     QDockWidget,
     QFileDialog,
     QFrame,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -57,6 +58,17 @@ from .widgets.queue_panel import QueuePanel
 log = logging.getLogger(__name__)
 
 APP_NAME = "cds-desktop"
+
+
+class FormScroll(QScrollArea):
+    """A scroll area that asks for its whole widget: it scrolls only when the dock is short."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        widget = self.widget()
+        if widget is None:
+            return super().sizeHint()
+        hint = widget.sizeHint()
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
 
 
 class MainWindow(QMainWindow):
@@ -112,24 +124,37 @@ class MainWindow(QMainWindow):
         self.queue_panel = QueuePanel(self)
         self.layers = LayersPanel(self.state, self)
         self.history = HistoryPanel(self)
-        edit = QWidget(self)
-        column = QVBoxLayout(edit)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.prompt)
-        column.addWidget(self.progress)
-        column.addWidget(self.queue_panel)
-        column.addStretch(1)
-        scroll = QScrollArea(self)  # small screens: the panel scrolls instead of clipping
-        scroll.setWidget(edit)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(edit.sizeHint().width())
-        self.edit_dock = self._dock("Edit", scroll, "edit")
+        self.edit_dock = self._dock("Edit", self._edit_panel(), "edit")
         self.layers_dock = self._dock("Layers", self.layers, "layers")
         self.history_dock = self._dock("History", self.history, "history")
         self.tabifyDockWidget(self.layers_dock, self.history_dock)
         self.layers_dock.raise_()
+
+    def _edit_panel(self) -> QWidget:
+        """The prompt form, the Edit button, the progress and the queue. On a short dock only
+        the form's fields scroll: Edit, the running job, its Cancel and the queue's rows stay
+        in view. The form's scroll area is wide enough for its scroll bar, which so never
+        covers a field."""
+        scroll = FormScroll(self)
+        scroll.setWidget(self.prompt)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(self.prompt.minimumSizeHint().width() + bar)
+        self.prompt_scroll = scroll
+        panel = QWidget(self)
+        column = QVBoxLayout(panel)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(scroll)
+        button = QHBoxLayout()
+        button.setContentsMargins(6, 0, 6, 0)
+        button.addWidget(self.prompt.edit_button)
+        column.addLayout(button)
+        column.addWidget(self.progress)
+        column.addWidget(self.queue_panel)
+        column.addStretch(1)  # spare height goes below the queue, not into the form
+        return panel
 
     def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)

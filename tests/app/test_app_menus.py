@@ -216,10 +216,16 @@ def test_help_menu(qtbot, window):
     shortcuts = window.help_dialogs["shortcuts"].browser.toPlainText()
     for line in ("Undo", "Ctrl+Z", "Run edit", "Ctrl+Return", "Esc (canvas)", "Brush tool"):
         assert line in shortcuts
+    assert ("Mask: Invert", "Ctrl+I") in help_module.shortcut_rows(window)  # says what it acts on
 
     entry(window, "Help", "User guide").trigger()
-    guide = window.help_dialogs["guide"].browser.toPlainText()
+    browser = window.help_dialogs["guide"].browser
+    guide = browser.toPlainText()
     assert "Open an image" in guide and "Save and export" in guide
+    qtbot.waitUntil(lambda: browser.viewport().width() > 0)
+    # the screenshot at the top (1280 px wide) fits the dialog: no sideways scrolling
+    assert browser.horizontalScrollBar().maximum() == 0
+    assert browser.document().size().width() <= browser.viewport().width()
 
     entry(window, "Help", "About").trigger()
     about = window.help_dialogs["about"].browser.toPlainText()

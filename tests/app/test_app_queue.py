@@ -7,11 +7,12 @@ import io
 import threading
 
 import numpy as np
+import pytest
 from app_fakes import ScriptedProgress, ScriptedQueue, result_for
 from PIL import Image
 from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication, QMessageBox
-from test_app_window import RUN_TIMEOUT, paint_stroke
+from test_app_window import RUN_TIMEOUT, paint_stroke, run_and_wait
 
 from cds_desktop.engine.jobs import EventKind
 from plugin_bridge import protocol as P
@@ -162,6 +163,13 @@ def test_several_targets_are_one_job_with_a_preview_choice_and_one_layer_each(
     assert [int(lay.pixels[0, 0, 0]) for lay in layers[1:]] == [10, 20, 30]
     assert not window.canvas.has_preview and not choice.isVisible()
     assert len(window.history.entries) == 3
+    # one edit is one undo step: Edit > Undo takes all three result layers back
+    undo = window.actions["undo"]
+    assert undo.text().replace("&", "") == "Undo Edit: a blue circle | a green square | a cow"
+    undo.trigger()
+    assert [lay.name for lay in window.state.doc.layers] == ["circle"]
+    window.actions["redo"].trigger()
+    assert len(window.state.doc.layers) == 4
 
 
 # ----------------------------------------------------------------------------- empty mask
@@ -275,3 +283,93 @@ def test_several_targets_run_for_real_as_one_shared_edit(qtbot, window, circle_p
     assert blue.source_uid == green.source_uid == source.uid
     assert not np.array_equal(blue.pixels, green.pixels)
     assert any(previews) and window.worker.preview_index == 1
+
+
+# ----------------------------------------------------------------------------- layout
+def fully_visible(widget) -> bool:
+    """Shown and not cut by any scroll area or other ancestor (visibleRegion is clipped)."""
+    return widget.isVisible() and widget.visibleRegion().boundingRect() == widget.rect()
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (900, 600)])
+def test_cancel_buttons_stay_in_view_with_a_busy_queue(qtbot, make_window, circle_png, size):
+    """A several-target app job running (preview choice shown) and a plug-in job and two more
+    app jobs waiting: Edit, every Cancel button and the queue count are in view; the prompt
+    fields scroll on a short screen, and no scroll bar lies over any of them."""
+    queue = ScriptedQueue()
+    window = make_window(queue=queue)
+    window.resize(*size)
+    window.open_path(circle_png)
+    paint_stroke(window, [(14, 20), (34, 20)])
+    window.prompt.set_values({"source": "a red circle", "targets": "a blue circle\na green one"})
+    window.prompt.edit_button.click()
+    app_job = queue.submitted[0]
+    from cds_desktop.engine.jobs import EditRequest
+
+    queue.submit(EditRequest(np.zeros((8, 8, 3), np.uint8), "a", "b", origin="cds-krita"))
+    window.prompt.edit_button.click()
+    window.prompt.edit_button.click()
+    queue.play(app_job, EventKind.STARTED, message="tiny")
+    queue.play(app_job, EventKind.PROGRESS, progress=ScriptedProgress(5, 20, (0, 0, 8, 8), count=2))
+    qtbot.waitUntil(lambda: len(window.queue_panel.rows) == 4)
+    qtbot.waitUntil(window.progress.preview_target.isVisible)
+    qtbot.wait(50)  # layout settles
+    progress = window.progress
+    edit = window.prompt.edit_button
+    for widget in (edit, progress.cancel, progress.cancel_all, progress.queue, progress.bar):
+        assert fully_visible(widget), f"{widget.text() if hasattr(widget, 'text') else widget}"
+    assert progress.queue.text() == "3 queued"
+    rows = list(window.queue_panel.rows.values())
+    viewport = window.queue_panel.scroll.viewport()
+    for row in rows[: window.queue_panel.VISIBLE_ROWS]:
+        assert fully_visible(row.cancel), f"Cancel of queue row {row.title.text()!r} is hidden"
+        right = row.cancel.mapTo(viewport, row.cancel.rect().topRight()).x()
+        assert right < viewport.width(), "the queue list's scroll bar covers a Cancel button"
+    prompt, scroll = window.prompt, window.prompt_scroll
+    assert prompt.width() <= scroll.viewport().width(), "the form is wider than its view"
+    assert fully_visible(prompt.model)  # the top of the form is in view, the rest scrolls
+    # a row's Cancel button cancels that job
+    rows[1].cancel.click()
+    assert queue.submitted[1].cancelled
+
+
+# ----------------------------------------------------------------------------- model defaults
+def test_guidance_left_empty_is_the_models_default_and_a_typed_one_wins(
+    qtbot, make_window, circle_png, fast_values
+):
+    """The Guidance field starts empty ("model default"): the edit runs with the loaded
+    model's recommended guidance (5 here, as for SDXL), and the History shows and restores
+    that value; a number typed into the field is used as given."""
+    import dataclasses
+
+    from conftest import cached_loader
+
+    from cds_desktop.engine.jobs import JobQueue
+    from cds_desktop.engine.settings import EditSettings
+
+    def sdxl_like(spec, **kwargs):
+        model = cached_loader(spec, **kwargs)
+        return dataclasses.replace(model, recommended={**model.recommended, "guidance_scale": 5})
+
+    window = make_window(queue=JobQueue(loader=sdxl_like))
+    guidance = window.prompt.guidance
+    assert guidance.text() == "" and guidance.placeholderText() == "model default"
+    window.open_path(circle_png)
+    paint_stroke(window, [(14, 20), (34, 20)])
+    window.prompt.set_values(fast_values())
+    assert guidance.text() == "", "a saved 7.5 (the old number box's default) is the default"
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind is EventKind.DONE, finished[0].error
+    entry = window.history.entries[max(window.history.entries)]
+    assert entry.settings["guidance_scale"] == 5
+    assert "guidance 5" in window.history.list.item(0).text()
+    guidance.setText("6")
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind is EventKind.DONE, finished[0].error
+    assert window.history.entries[max(window.history.entries)].settings["guidance_scale"] == 6
+    window.restore_history(entry)  # the first edit's settings back: its guidance, 5
+    assert guidance.text() == "5"
+    assert EditSettings().guidance_scale == 7.5  # the plain default the model replaced
+    guidance.setText("strong")
+    assert window.start_edit() == []
+    assert "guidance 'strong': expected a number" in window.progress.error.text()

@@ -10,7 +10,6 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -72,23 +71,25 @@ class PromptPanel(QWidget):
         self.w_cut.setPlaceholderText("model default")
         self.w_cut.setToolTip("Weight of the CUT (PatchNCE) term; empty = the model's default")
         form.addRow("w_cut", self.w_cut)
-        self.guidance = QDoubleSpinBox(self)
-        self.guidance.setRange(0.0, 100.0)
-        self.guidance.setSingleStep(0.5)
-        self.guidance.setValue(DEFAULTS.guidance_scale)
+        self.guidance = QLineEdit(self)
+        self.guidance.setPlaceholderText("model default")
+        self.guidance.setToolTip(
+            "Classifier-free guidance; empty = the model's default (7.5 for SD-1.x/2.x, 5 for SDXL)"
+        )
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", self._seed_row())
         self.working_size = QLineEdit(self)
         self.working_size.setPlaceholderText("model default")
         self.working_size.setToolTip("Long side of the edited region for the model, in pixels")
         form.addRow("Working size", self.working_size)
-        self.edit_button = QPushButton("Edit", self)
+        # not in the form: the window puts it below the form's scroll area, so it stays in
+        # view on a short screen (it has no parent until then)
+        self.edit_button = QPushButton("Edit")
         self.edit_button.setToolTip(
             "Edit the active layer: one run, one result layer per target prompt (Ctrl+Return)"
         )
         self.edit_button.setDefault(True)
         self.edit_button.clicked.connect(self.editRequested)
-        form.addRow(self.edit_button)
         self._rebuild_models()
 
     def _spin(self, lo: int, hi: int, value: int, tip: str) -> QSpinBox:
@@ -198,15 +199,26 @@ class PromptPanel(QWidget):
         (readable) for a bad field."""
         settings = self.build_settings(self.next_seed())
         return EditInputs(
-            self.source_prompt(), tuple(self.target_prompts()), settings, self.model_spec
+            self.source_prompt(),
+            tuple(self.target_prompts()),
+            settings,
+            self.model_spec,
+            self.model_defaults(),
         )
 
+    def model_defaults(self) -> frozenset[str]:
+        """The settings.MODEL_DEFAULTS left empty: the loaded model's values apply to them."""
+        return frozenset() if self.guidance.text().strip() else frozenset({"guidance_scale"})
+
     def build_settings(self, seed: int) -> EditSettings:
-        """EditSettings from the fields; EditError (readable) for a bad field."""
+        """EditSettings from the fields; EditError (readable) for a bad field. An empty
+        guidance stands in as the plain default here (the model's replaces it, see
+        model_defaults)."""
+        guidance = _optional(self.guidance.text(), float, "guidance", "a number")
         return EditSettings(
             mode=self.mode.currentData(),
             steps=self.steps.value(),
-            guidance_scale=float(self.guidance.value()),
+            guidance_scale=DEFAULTS.guidance_scale if guidance is None else guidance,
             w_cut=_optional(self.w_cut.text(), float, "w_cut", "a number"),
             seed=int(seed),
             working_size=_optional(self.working_size.text(), int, "working size", "an integer"),
@@ -219,7 +231,7 @@ class PromptPanel(QWidget):
             "mode": self.mode.currentData(),
             "steps": self.steps.value(),
             "w_cut": self.w_cut.text(),
-            "guidance": self.guidance.value(),
+            "guidance": self.guidance.text(),
             "seed": self.seed.value(),
             "seed_locked": self.seed_lock.isChecked(),
             "working_size": self.working_size.text(),
@@ -233,11 +245,17 @@ class PromptPanel(QWidget):
             "mode": (str, lambda v: self.mode.setCurrentIndex(max(0, self.mode.findData(v)))),
             "steps": (int, self.steps.setValue),
             "w_cut": (str, self.w_cut.setText),
-            "guidance": (float, self.guidance.setValue),
+            "guidance": (str, self.guidance.setText),
             "seed": (int, self.seed.setValue),
             "seed_locked": (bool, self.seed_lock.setChecked),
             "working_size": (str, self.working_size.setText),
         }
+        values = dict(values)
+        if isinstance(values.get("guidance"), (int, float)):
+            # saved by versions whose guidance was a number box that always held one: its
+            # untouched 7.5 now means "the model's default"
+            number = float(values["guidance"])
+            values["guidance"] = "" if number == DEFAULTS.guidance_scale else _text(number)
         for key, (kind, setter) in setters.items():
             value = values.get(key)
             if isinstance(value, kind) or (kind is float and isinstance(value, int)):
@@ -252,7 +270,7 @@ class PromptPanel(QWidget):
                 "mode": settings.get("mode", "cds"),
                 "steps": settings.get("steps", DEFAULTS.steps),
                 "w_cut": _text(settings.get("w_cut")),
-                "guidance": settings.get("guidance_scale", DEFAULTS.guidance_scale),
+                "guidance": _text(settings.get("guidance_scale")),
                 "seed": settings.get("seed", 0),
                 "seed_locked": True,
                 "working_size": _text(settings.get("working_size")),

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
+    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -62,18 +64,34 @@ class QueueRow(QWidget):
 
 
 class QueuePanel(QWidget):
-    """Rows in run order (the running job first); hidden while the queue is empty."""
+    """Rows in run order (the running job first); hidden while the queue is empty.
+
+    The rows scroll in their own list, at most ``VISIBLE_ROWS`` high; a row's title wraps,
+    so the list's scroll bar narrows the rows instead of covering their Cancel buttons.
+    """
 
     cancelRequested = pyqtSignal(int)  # job id
+    VISIBLE_ROWS = 4
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.heading = QLabel("Queue", self)
-        self.heading.setStyleSheet("QLabel { color: palette(mid); }")
-        self.column = QVBoxLayout(self)
-        self.column.setContentsMargins(4, 0, 4, 4)
+        self.heading.setStyleSheet("QLabel { font-weight: bold; }")
+        self.list = QWidget(self)
+        self.column = QVBoxLayout(self.list)
+        self.column.setContentsMargins(0, 0, 0, 0)
         self.column.setSpacing(0)
-        self.column.addWidget(self.heading)
+        self.column.addStretch(1)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidget(self.list)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 0, 4, 4)
+        outer.setSpacing(2)
+        outer.addWidget(self.heading)
+        outer.addWidget(self.scroll)
         self.rows: dict[int, QueueRow] = {}
         self.set_entries([])
 
@@ -83,10 +101,10 @@ class QueuePanel(QWidget):
             row = self.rows.pop(job_id)
             self.column.removeWidget(row)
             row.deleteLater()
-        for position, entry in enumerate(entries, start=1):
+        for position, entry in enumerate(entries):
             row = self.rows.get(entry.job_id)
             if row is None:
-                row = QueueRow(entry, self)
+                row = QueueRow(entry, self.list)
                 row.cancelRequested.connect(self.cancelRequested)
                 self.rows[entry.job_id] = row
             else:
@@ -95,4 +113,6 @@ class QueuePanel(QWidget):
                 self.column.removeWidget(row)
                 self.column.insertWidget(position, row)
         self.heading.setText(f"Queue ({len(entries)})")
+        shown = [self.rows[e.job_id] for e in entries[: self.VISIBLE_ROWS]]
+        self.scroll.setFixedHeight(sum(row.sizeHint().height() for row in shown))
         self.setVisible(bool(entries))
