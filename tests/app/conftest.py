@@ -110,6 +110,12 @@ def cached_loader(spec, **kwargs):
 
 
 @pytest.fixture
+def model_loader():
+    """The cached model loader the app tests' queues use (for tests that wrap it)."""
+    return cached_loader
+
+
+@pytest.fixture
 def make_window(qtbot, prefs):
     """Build MainWindows on tiny-random with a cached model; all are closed at teardown."""
     from cds_desktop.app.main_window import MainWindow

@@ -335,20 +335,18 @@ def test_cancel_buttons_stay_in_view_with_a_busy_queue(qtbot, make_window, circl
 
 # ----------------------------------------------------------------------------- model defaults
 def test_guidance_left_empty_is_the_models_default_and_a_typed_one_wins(
-    qtbot, make_window, circle_png, fast_values
+    qtbot, make_window, circle_png, fast_values, model_loader
 ):
     """The Guidance field starts empty ("model default"): the edit runs with the loaded
     model's recommended guidance (5 here, as for SDXL), and the History shows and restores
     that value; a number typed into the field is used as given."""
     import dataclasses
 
-    from conftest import cached_loader
-
     from cds_desktop.engine.jobs import JobQueue
     from cds_desktop.engine.settings import EditSettings
 
     def sdxl_like(spec, **kwargs):
-        model = cached_loader(spec, **kwargs)
+        model = model_loader(spec, **kwargs)
         return dataclasses.replace(model, recommended={**model.recommended, "guidance_scale": 5})
 
     window = make_window(queue=JobQueue(loader=sdxl_like))
