@@ -282,7 +282,7 @@ def choose_w_cut(val: dict, w_cuts: list[float]) -> dict:
 
     dds_success = pooled(0.0, "success")
     table = {f"{w:g}": {"success": pooled(w, "success"), "iou": pooled(w, "iou")} for w in [0.0, *w_cuts]}
-    ok = [w for w in w_cuts if pooled(w, "success") >= dds_success - 0.05]
+    ok = [w for w in w_cuts if pooled(w, "success") >= dds_success - 0.05 - 1e-9]
     if not ok:
         return {"w_cut": None, "pooled": table, "reason": "no CDS w_cut kept success within 5 points of DDS"}
     best = max(ok, key=lambda w: pooled(w, "iou"))

@@ -11,17 +11,7 @@ from PIL import Image
 
 from cds_desktop import cli
 
-BASE = [
-    "--source",
-    "a red square",
-    "--model",
-    "tiny-random",
-    "--steps",
-    "2",
-    "--working-size",
-    "32",
-    "-q",
-]
+BASE = ["--source", "a red square", "--model", "tiny-random", "--steps", "2", "--working-size", "32", "-q"]
 
 
 @pytest.fixture()
@@ -45,21 +35,8 @@ def _run(argv, capsys):
 
 def test_one_output_per_target(files, capsys):
     out = files / "o.png"
-    code, stdout, err = _run(
-        [
-            str(files / "in.png"),
-            *BASE,
-            "--target",
-            "a blue square",
-            "--target",
-            "a pig",
-            "--mask",
-            str(files / "mask.png"),
-            "-o",
-            str(out),
-        ],
-        capsys,
-    )
+    code, stdout, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
+                              "--mask", str(files / "mask.png"), "-o", str(out)], capsys)
     assert code == 0, err
     written = sorted(p.name for p in files.glob("o-*.png"))
     assert written == ["o-1-a-blue-square.png", "o-2-a-pig.png"]
@@ -133,11 +110,7 @@ def test_bad_input_one_error_line_no_output(files, capsys, monkeypatch, args, me
 def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, monkeypatch):
     from cds_desktop.engine.cds import CDSObjective
 
-    monkeypatch.setattr(
-        CDSObjective,
-        "step_gradient",
-        lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")),
-    )
+    monkeypatch.setattr(CDSObjective, "step_gradient", lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")))
     out = files / "nan.png"
     code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
     assert code == 2 and "diverged" in err
