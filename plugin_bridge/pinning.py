@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
-from . import config
+from . import config, fileio
 
 PINS_FILE = "known-bridges.json"
 _HEX64 = re.compile(r"[0-9A-F]{64}")
@@ -77,18 +75,8 @@ class PinStore:
         pins = self.load()
         pins[_key(host, port)] = normalize(fp)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".known-bridges.", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(pins, f, indent=1, sort_keys=True)
-                f.write("\n")
-            os.replace(tmp, str(self.path))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        text = json.dumps(pins, indent=1, sort_keys=True) + "\n"
+        fileio.write_bytes_atomic(self.path, text.encode("utf-8"))
 
     def forget(self, host: str, port: int) -> bool:
         pins = self.load()
