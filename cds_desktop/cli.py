@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cds_desktop.engine import EditCancelled, EditError, EditSettings, drain, run_edits
 from cds_desktop.engine.models import load_model
+from cds_desktop.engine.settings import check_prompts
 from cds_desktop.fileio import atomic_write
 from cds_desktop.logs import setup_logging
 from cds_desktop.options import add_model_options, model_kwargs
@@ -164,9 +165,7 @@ def run(args) -> list[Path]:
             f"mask size {mask.size[0]}x{mask.size[1]} does not match the image size {image.size[0]}x{image.size[1]}"
         )
     outputs = output_paths(args)
-    for t in args.target:
-        if not t.strip():
-            raise EditError("the target prompt is empty: describe the edited image")
+    check_prompts(args.source, args.target)
     model = load_model(args.model, **model_kwargs(args))
     settings = settings.with_model_defaults(model.recommended, unset_model_defaults(args))
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")

@@ -22,7 +22,7 @@ from PyQt6.QtCore import QObject, QRectF, pyqtSignal
 
 from cds_desktop.engine.errors import EditError
 from cds_desktop.engine.jobs import EditRequest, EventKind, FailureKind, JobQueue
-from cds_desktop.engine.settings import EditSettings
+from cds_desktop.engine.settings import EditSettings, check_prompts
 
 from .documents import Document, Layer
 from .state import DocumentState
@@ -127,10 +127,7 @@ class EditController(QObject):
         layer = self.state.active_layer
         if layer is None:
             raise EditError("open an image first (File > Open or drop a file on the window)")
-        if not inputs.source_prompt.strip():
-            raise EditError("the source prompt is empty: describe what the image shows now")
-        if not inputs.target_prompts or not all(t.strip() for t in inputs.target_prompts):
-            raise EditError("the target prompt is empty: describe what the image should become")
+        check_prompts(inputs.source_prompt, inputs.target_prompts)
         return layer
 
     # ------------------------------------------------------------------ preview selection

@@ -18,8 +18,8 @@ import torch
 
 from . import images
 from .cds import CDSObjective, Draws, default_memory_budget, targets_per_chunk
-from .errors import EditCancelled, EditError, NumericalError
-from .settings import EditSettings
+from .errors import EditCancelled, NumericalError
+from .settings import EditSettings, check_prompts
 
 CancelFlag = threading.Event | Callable[[], bool] | None
 T = TypeVar("T")
@@ -79,12 +79,6 @@ def _cancelled(cancel: CancelFlag) -> bool:
     return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
-def check_prompts(source: str, target: str) -> None:
-    for name, text in (("source prompt", source), ("target prompt", target)):
-        if not isinstance(text, str) or not text.strip():
-            raise EditError(f"the {name} is empty: describe the image ({name.split()[0]})")
-
-
 def run_edits(
     model,
     image,
@@ -110,10 +104,7 @@ def run_edits(
         w_cut=model.recommended.get("w_cut"), working_size=model.native_size
     )
     targets = tuple(targets)
-    if not targets:
-        raise EditError("no target prompt: give at least one")
-    for target in targets:
-        check_prompts(source_prompt, target)
+    check_prompts(source_prompt, targets)
     count = len(targets)
     rgba = images.to_rgba(image)
     mask_arr = None if mask is None else images.to_mask(mask, rgba.shape[:2])

@@ -29,6 +29,17 @@ DEFAULT_W_CUT_SD = 3.0
 MODEL_DEFAULTS = ("guidance_scale",)
 
 
+def check_prompts(source: str, targets) -> None:
+    """Raise EditError unless the source prompt and every target prompt say something.
+
+    The one check the CLI, the app (before queueing) and the engine share."""
+    if not isinstance(source, str) or not source.strip():
+        raise EditError("the source prompt is empty: describe what the image shows now")
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    if not targets or not all(isinstance(t, str) and t.strip() for t in targets):
+        raise EditError("the target prompt is empty: describe what the image should become")
+
+
 @dataclass(frozen=True)
 class EditSettings:
     mode: str = "cds"

@@ -170,7 +170,7 @@ def test_previews_are_made_on_the_generating_thread(tiny_model, monkeypatch):
 
 
 def test_no_targets_is_a_clear_error(tiny_model):
-    with pytest.raises(EditError, match="no target"):
+    with pytest.raises(EditError, match="target prompt is empty"):
         next(run_edits(tiny_model, _image(), "a cat", [], None, FAST))
     with pytest.raises(EditError, match="target prompt is empty"):
         next(run_edits(tiny_model, _image(), "a cat", ["a pig", " "], None, FAST))
