@@ -40,7 +40,9 @@ def main() -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--ks", default="1,2,4,8")
     p.add_argument("--steps", type=int, default=3, help="timed steps per K")
-    p.add_argument("--warmup", type=int, default=1, help="untimed one-target steps before the first K")
+    p.add_argument(
+        "--warmup", type=int, default=1, help="untimed one-target steps before the first K"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -69,7 +71,15 @@ def main() -> None:
         for i in range(max(1, args.warmup)):
             t, noise = draws.step(settings.t_range, z_src.shape, device)
             objective.step_gradient(
-                z_src, z_src.clone(), t, noise, uncond, cond_src, cond_src, draws.patches, 1,
+                z_src,
+                z_src.clone(),
+                t,
+                noise,
+                uncond,
+                cond_src,
+                cond_src,
+                draws.patches,
+                1,
                 measure=i == 0,
             )
         for k in ks:
@@ -92,27 +102,47 @@ def main() -> None:
                     else:
                         for j in range(k):
                             objective.step_gradient(
-                                z_src, z_trg[j : j + 1], t, noise, uncond, cond_src,
-                                cond_trg[j : j + 1], draws.patches,
+                                z_src,
+                                z_trg[j : j + 1],
+                                t,
+                                noise,
+                                uncond,
+                                cond_src,
+                                cond_trg[j : j + 1],
+                                draws.patches,
                             )
                     sync(device)
-                    (shared_t if variant == "shared" else separate_t).append(time.perf_counter() - start)
-            peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
+                    (shared_t if variant == "shared" else separate_t).append(
+                        time.perf_counter() - start
+                    )
+            peak = (
+                torch.cuda.max_memory_allocated() / 2**20
+                if device.type == "cuda"
+                else peak_rss_mib()
+            )
             sh, se = statistics.median(shared_t), statistics.median(separate_t)
             rows.append((k, chunk, sh, se, peak))
             print(f"K={k}: shared {sh:.3f} s, separate {se:.3f} s, chunk {chunk}", flush=True)
 
-    print(f"\n# K targets: arch={args.arch} size={args.size} device={args.device} "
-          f"dtype={str(dtype).replace('torch.', '')}, median of {args.steps} timed steps per K, "
-          f"{max(1, args.warmup)} warm-up step(s) first")
-    print(f"# one target's autograd memory (measured): {objective.bytes_per_target / 2**20:.0f} MiB")
+    print(
+        f"\n# K targets: arch={args.arch} size={args.size} device={args.device} "
+        f"dtype={str(dtype).replace('torch.', '')}, median of {args.steps} timed steps per K, "
+        f"{max(1, args.warmup)} warm-up step(s) first"
+    )
+    print(
+        f"# one target's autograd memory (measured): {objective.bytes_per_target / 2**20:.0f} MiB"
+    )
     print(f"# machine: {machine(args.device)}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"# memory budget for a chunk: {budget / 2**30:.1f} GiB")
-    print("| K | targets per chunk | shared s/step | separate s/step | shared s/target | "
-          "separate s/target | separate / shared | peak MiB |")
+    print(
+        "| K | targets per chunk | shared s/step | separate s/step | shared s/target | "
+        "separate s/target | separate / shared | peak MiB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, chunk, sh, se, peak in rows:
-        print(f"| {k} | {chunk} | {sh:.3f} | {se:.3f} | {sh / k:.3f} | {se / k:.3f} | {se / sh:.2f}x | {peak:.0f} |")
+        print(
+            f"| {k} | {chunk} | {sh:.3f} | {se:.3f} | {sh / k:.3f} | {se / k:.3f} | {se / sh:.2f}x | {peak:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,12 @@ from cds_desktop.engine.models import load_model
 log = logging.getLogger("quality_demo")
 
 #: first held-out seed of each (family, split); disjoint ranges
-SEED_BASE = {("world", "val"): 5000, ("world", "test"): 6000, ("hard", "val"): 7000, ("hard", "test"): 8000}
+SEED_BASE = {
+    ("world", "val"): 5000,
+    ("world", "test"): 6000,
+    ("hard", "val"): 7000,
+    ("hard", "test"): 8000,
+}
 HARD_TINTS = ((252, 226, 232), (222, 244, 226), (250, 247, 212), (212, 214, 220))
 MASK_GROW = 3
 BOOTSTRAP = 2000
@@ -90,7 +95,10 @@ def hard_scene(seed: int, size: int = 64) -> tuple[np.ndarray, str, str]:
     extent = rng.uniform(12, 17) if rng.uniform() < 0.5 else rng.uniform(41, 48)
     half_w, half_h = extent / 2, bbox_height(shape, extent) / 2
     gap = rng.uniform(0.5, 1.5)
-    cx, cy = rng.uniform(gap + half_w, size - gap - half_w), rng.uniform(gap + half_h, size - gap - half_h)
+    cx, cy = (
+        rng.uniform(gap + half_w, size - gap - half_w),
+        rng.uniform(gap + half_h, size - gap - half_h),
+    )
     side = rng.integers(4)  # push the box to one border
     if side == 0:
         cx = gap + half_w
@@ -153,12 +161,17 @@ def target_of(case: Case, kind: str) -> tuple[str, str]:
 def edit_mask(case: Case) -> np.ndarray:
     ys, xs = np.nonzero(case.source_mask)
     m = np.zeros(case.source_mask.shape, np.uint8)
-    m[max(0, ys.min() - MASK_GROW) : ys.max() + 1 + MASK_GROW, max(0, xs.min() - MASK_GROW) : xs.max() + 1 + MASK_GROW] = 255
+    m[
+        max(0, ys.min() - MASK_GROW) : ys.max() + 1 + MASK_GROW,
+        max(0, xs.min() - MASK_GROW) : xs.max() + 1 + MASK_GROW,
+    ] = 255
     return m
 
 
 # ----------------------------------------------------------------------------- editing
-def run_cases(model, batch: list[Case], kind: str, masked: bool, settings: EditSettings, seed: int) -> list[np.ndarray]:
+def run_cases(
+    model, batch: list[Case], kind: str, masked: bool, settings: EditSettings, seed: int
+) -> list[np.ndarray]:
     """Edit every case (rows of one batch per working size) with the engine's objective, crop,
     resize and composite as run_edit does; returns the composited RGB outputs in order."""
     settings = settings.resolved(working_size=model.native_size)
@@ -166,7 +179,9 @@ def run_cases(model, batch: list[Case], kind: str, masked: bool, settings: EditS
     for case in batch:
         rgba = images.to_rgba(case.image)
         mask = images.to_mask(edit_mask(case), rgba.shape[:2]) if masked else None
-        region = images.plan_region(rgba.shape[:2], mask, settings.working_size, model.size_multiple, settings.crop_margin)
+        region = images.plan_region(
+            rgba.shape[:2], mask, settings.working_size, model.size_multiple, settings.crop_margin
+        )
         plans.append((rgba, mask, region))
     outputs: list[np.ndarray | None] = [None] * len(batch)
     groups: dict[tuple, list[int]] = {}
@@ -174,17 +189,23 @@ def run_cases(model, batch: list[Case], kind: str, masked: bool, settings: EditS
         groups.setdefault(region.work_size, []).append(i)
     uncond = model.encode_prompt("")
     for rows in groups.values():
-        x = torch.cat([images.region_tensor(plans[i][0], plans[i][2]) for i in rows]).to(model.device)
+        x = torch.cat([images.region_tensor(plans[i][0], plans[i][2]) for i in rows]).to(
+            model.device
+        )
         z_src = model.vae.encode(x).float()
         z_trg = z_src.clone()
-        cond_src = torch.cat([model.encode_prompt(caption(batch[i].colour, batch[i].shape)) for i in rows])
+        cond_src = torch.cat(
+            [model.encode_prompt(caption(batch[i].colour, batch[i].shape)) for i in rows]
+        )
         cond_trg = torch.cat([model.encode_prompt(target_of(batch[i], kind)[0]) for i in rows])
         draws = Draws(seed)
         objective = CDSObjective(model.unet, model.scheduler, settings)
         with objective.session():
             for _ in range(settings.steps):
                 t, noise = draws.step(settings.t_range, z_src.shape, model.device)
-                grad = objective.step_gradient(z_src, z_trg, t, noise, uncond, cond_src, cond_trg, draws.patches)
+                grad = objective.step_gradient(
+                    z_src, z_trg, t, noise, uncond, cond_src, cond_trg, draws.patches
+                )
                 z_trg = z_trg - settings.lr * grad
         with torch.no_grad():
             decoded = model.vae.decode(z_trg)
@@ -227,15 +248,23 @@ def bootstrap_ci(values, rng: np.random.Generator) -> tuple[float, float, float]
 
 
 def summarise(per_scene: list[dict], rng) -> dict:
-    return {k: bootstrap_ci([s[k] for s in per_scene], rng) for k in ("success", "other_kept", "iou", "bg_psnr")}
+    return {
+        k: bootstrap_ci([s[k] for s in per_scene], rng)
+        for k in ("success", "other_kept", "iou", "bg_psnr")
+    }
 
 
 def paired(cds: list[dict], dds: list[dict], rng) -> dict:
-    wins = [1.0 if c["iou"] > d["iou"] else 0.5 if c["iou"] == d["iou"] else 0.0 for c, d in zip(cds, dds, strict=True)]
+    wins = [
+        1.0 if c["iou"] > d["iou"] else 0.5 if c["iou"] == d["iou"] else 0.0
+        for c, d in zip(cds, dds, strict=True)
+    ]
     return {
         "win_rate": bootstrap_ci(wins, rng),
         "d_iou": bootstrap_ci([c["iou"] - d["iou"] for c, d in zip(cds, dds, strict=True)], rng),
-        "d_success": bootstrap_ci([c["success"] - d["success"] for c, d in zip(cds, dds, strict=True)], rng),
+        "d_success": bootstrap_ci(
+            [c["success"] - d["success"] for c, d in zip(cds, dds, strict=True)], rng
+        ),
     }
 
 
@@ -262,15 +291,28 @@ def run_phase(model, split, n, w_cuts, maskings, args, out: Path) -> dict:
                     key = f"{family}/{kind}/{'masked' if masked else 'whole'}/{w:g}"
                     if key in saved["scenes"] and not args.redo:
                         continue  # resumed: this row is done
-                    s = EditSettings(mode="dds" if w == 0 else "cds", w_cut=w or None, steps=args.steps,
-                                     guidance_scale=args.guidance)
+                    s = EditSettings(
+                        mode="dds" if w == 0 else "cds",
+                        w_cut=w or None,
+                        steps=args.steps,
+                        guidance_scale=args.guidance,
+                    )
                     start = time.perf_counter()
                     imgs = run_cases(model, batch, kind, masked, s, args.seed)
-                    rows = [{"seed": c.seed, **scene_scores(c, o, kind)} for c, o in zip(batch, imgs, strict=True)]
+                    rows = [
+                        {"seed": c.seed, **scene_scores(c, o, kind)}
+                        for c, o in zip(batch, imgs, strict=True)
+                    ]
                     saved["scenes"][key] = rows
                     outputs[key] = np.stack(imgs)
-                    log.info("%s %s: %.0f s, success %.2f, iou %.3f", split, key, time.perf_counter() - start,
-                             np.mean([r["success"] for r in rows]), np.mean([r["iou"] for r in rows]))
+                    log.info(
+                        "%s %s: %.0f s, success %.2f, iou %.3f",
+                        split,
+                        key,
+                        time.perf_counter() - start,
+                        np.mean([r["success"] for r in rows]),
+                        np.mean([r["iou"] for r in rows]),
+                    )
                     path.write_text(json.dumps(saved))
                     np.savez_compressed(img_path, **outputs)
     return saved
@@ -278,17 +320,28 @@ def run_phase(model, split, n, w_cuts, maskings, args, out: Path) -> dict:
 
 def choose_w_cut(val: dict, w_cuts: list[float]) -> dict:
     def pooled(w, k):
-        return float(np.mean([r[k] for key, rows in val.items() if key.endswith(f"/{w:g}") for r in rows]))
+        return float(
+            np.mean([r[k] for key, rows in val.items() if key.endswith(f"/{w:g}") for r in rows])
+        )
 
     dds_success = pooled(0.0, "success")
-    table = {f"{w:g}": {"success": pooled(w, "success"), "iou": pooled(w, "iou")} for w in [0.0, *w_cuts]}
+    table = {
+        f"{w:g}": {"success": pooled(w, "success"), "iou": pooled(w, "iou")} for w in [0.0, *w_cuts]
+    }
     ok = [w for w in w_cuts if pooled(w, "success") >= dds_success - 0.05 - 1e-9]
     if not ok:
-        return {"w_cut": None, "pooled": table, "reason": "no CDS w_cut kept success within 5 points of DDS"}
+        return {
+            "w_cut": None,
+            "pooled": table,
+            "reason": "no CDS w_cut kept success within 5 points of DDS",
+        }
     best = max(ok, key=lambda w: pooled(w, "iou"))
-    return {"w_cut": best, "pooled": table,
-            "reason": f"best pooled validation IoU ({pooled(best, 'iou'):.3f}, DDS {pooled(0.0, 'iou'):.3f}) with success "
-                      f"{pooled(best, 'success'):.0%} (DDS {dds_success:.0%})"}
+    return {
+        "w_cut": best,
+        "pooled": table,
+        "reason": f"best pooled validation IoU ({pooled(best, 'iou'):.3f}, DDS {pooled(0.0, 'iou'):.3f}) with success "
+        f"{pooled(best, 'success'):.0%} (DDS {dds_success:.0%})",
+    }
 
 
 def plot(val: dict, w_cuts: list[float], path: Path) -> None:
@@ -303,10 +356,18 @@ def plot(val: dict, w_cuts: list[float], path: Path) -> None:
             pts = []
             for w in [0.0, *w_cuts]:
                 rows = val[f"{family}/{kind}/whole/{w:g}"]
-                pts.append((np.mean([r["iou"] for r in rows]), np.mean([r["success"] for r in rows]), w))
+                pts.append(
+                    (np.mean([r["iou"] for r in rows]), np.mean([r["success"] for r in rows]), w)
+                )
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=f"{kind} edits")
             for x, y, w in pts:
-                ax.annotate("DDS" if w == 0 else f"{w:g}", (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    "DDS" if w == 0 else f"{w:g}",
+                    (x, y),
+                    fontsize=8,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ax.set_xlabel("structure kept (object IoU, from pixels)")
         ax.set_ylabel("edit success")
         ax.set_title(f"validation, {family} scenes (labels: w_cut)")
@@ -336,17 +397,34 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="shapes-demo")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--phase", default="all", choices=["all", "val", "test", "report"],
-                   help="all = val, test, report; test/report take the w_cut from out/scenes_val.json or --w-cut")
-    p.add_argument("--val-scenes", type=int, default=10, help="scenes per family in the validation split")
-    p.add_argument("--test-scenes", type=int, default=12, help="scenes per family in the test split")
+    p.add_argument(
+        "--phase",
+        default="all",
+        choices=["all", "val", "test", "report"],
+        help="all = val, test, report; test/report take the w_cut from out/scenes_val.json or --w-cut",
+    )
+    p.add_argument(
+        "--val-scenes", type=int, default=10, help="scenes per family in the validation split"
+    )
+    p.add_argument(
+        "--test-scenes", type=int, default=12, help="scenes per family in the test split"
+    )
     p.add_argument("--w-cuts", default="15,30,60", help="CDS w_cuts tried on validation")
-    p.add_argument("--w-cut", type=float, default=None, help="test this w_cut instead of the validation choice")
-    p.add_argument("--methods", default=None,
-                   help="test phase: only these w_cuts (0 = DDS), e.g. '0' to run the DDS rows alone")
-    p.add_argument("--families", default="world,hard", help="scene families to run (val/test phases)")
+    p.add_argument(
+        "--w-cut", type=float, default=None, help="test this w_cut instead of the validation choice"
+    )
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="test phase: only these w_cuts (0 = DDS), e.g. '0' to run the DDS rows alone",
+    )
+    p.add_argument(
+        "--families", default="world,hard", help="scene families to run (val/test phases)"
+    )
     p.add_argument("--kinds", default="colour,shape", help="edit kinds to run (val/test phases)")
-    p.add_argument("--redo", action="store_true", help="recompute rows already in out/scenes_<split>.json")
+    p.add_argument(
+        "--redo", action="store_true", help="recompute rows already in out/scenes_<split>.json"
+    )
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
@@ -363,7 +441,11 @@ def main() -> None:
     if args.phase in ("all", "val"):
         run_phase(model, "val", args.val_scenes, [0.0, *w_cuts], (False,), args, out)
     val_path = out / "scenes_val.json"
-    choice = choose_w_cut(json.loads(val_path.read_text())["scenes"], w_cuts) if val_path.exists() else None
+    choice = (
+        choose_w_cut(json.loads(val_path.read_text())["scenes"], w_cuts)
+        if val_path.exists()
+        else None
+    )
     w_test = args.w_cut if args.w_cut is not None else (choice or {}).get("w_cut")
     if args.phase in ("all", "test"):
         if w_test is None and args.methods is None:
@@ -376,7 +458,12 @@ def main() -> None:
 
 def report(model, args, out: Path, choice, w_test, w_cuts, seconds) -> None:
     rng = np.random.default_rng(0)
-    info = {"args": vars(args), "model": model.label, "torch": torch.__version__, "seconds_this_call": seconds}
+    info = {
+        "args": vars(args),
+        "model": model.label,
+        "torch": torch.__version__,
+        "seconds_this_call": seconds,
+    }
     val_path = out / "scenes_val.json"
     if val_path.exists():
         val = json.loads(val_path.read_text())
@@ -395,8 +482,16 @@ def report(model, args, out: Path, choice, w_test, w_cuts, seconds) -> None:
         if key.endswith(f"/{w_test:g}"):
             base = key.rsplit("/", 1)[0]
             comparisons[base] = paired(res[key], res[f"{base}/0"], rng)
-    bases = [k.rsplit("/", 1)[0] for k in res if k.endswith(f"/{w_test:g}") and f"{k.rsplit('/', 1)[0]}/0" in res]
-    for label, pick in (("all whole-image", "/whole"), ("all masked", "/masked"), ("all test edits", "")):
+    bases = [
+        k.rsplit("/", 1)[0]
+        for k in res
+        if k.endswith(f"/{w_test:g}") and f"{k.rsplit('/', 1)[0]}/0" in res
+    ]
+    for label, pick in (
+        ("all whole-image", "/whole"),
+        ("all masked", "/masked"),
+        ("all test edits", ""),
+    ):
         chosen = [b for b in bases if pick in b]
         cds = [r for b in chosen for r in res[f"{b}/{w_test:g}"]]
         dds = [r for b in chosen for r in res[f"{b}/0"]]
@@ -414,28 +509,36 @@ def report(model, args, out: Path, choice, w_test, w_cuts, seconds) -> None:
                 cols[f"CDS {m}"] = list(images_out[f"{family}/{kind}/{m}/{w_test:g}"])
             grid(batch, cols, out / f"grid_{family}_{kind}.png")
 
-    print(f"# {model.label}: {args.steps} steps, guidance {args.guidance}, seed {args.seed}, {args.device} "
-          f"({args.threads} thread)")
+    print(
+        f"# {model.label}: {args.steps} steps, guidance {args.guidance}, seed {args.seed}, {args.device} "
+        f"({args.threads} thread)"
+    )
     if "validation" in info:
         print("\n## Validation (whole-image edits)\n")
         print("| family | edit | method | w_cut | success | other kept | object IoU | bg PSNR dB |")
         print("|---|---|---|---:|---|---|---|---|")
         for key, r in info["validation"]["rows"].items():
             family, kind, _, w = key.split("/")
-            print(f"| {family} | {kind} | {'DDS' if w == '0' else 'CDS'} | {w} | {fmt(r['success'], True)} | "
-                  f"{fmt(r['other_kept'], True)} | {fmt(r['iou'])} | {fmt(r['bg_psnr'], digits=1)} |")
+            print(
+                f"| {family} | {kind} | {'DDS' if w == '0' else 'CDS'} | {w} | {fmt(r['success'], True)} | "
+                f"{fmt(r['other_kept'], True)} | {fmt(r['iou'])} | {fmt(r['bg_psnr'], digits=1)} |"
+            )
         print(f"\nchosen w_cut: {choice}")
     print(f"\n## Test ({args.test_scenes} scenes per family; CDS at w_cut {w_test:g})\n")
     print("| family | edit | mask | method | success | other kept | object IoU | bg PSNR dB |")
     print("|---|---|---|---|---|---|---|---|")
     for key, r in sorted(rows.items()):
         family, kind, m, w = key.split("/")
-        print(f"| {family} | {kind} | {m} | {'DDS' if w == '0' else 'CDS'} | {fmt(r['success'], True)} | "
-              f"{fmt(r['other_kept'], True)} | {fmt(r['iou'])} | {fmt(r['bg_psnr'], digits=1)} |")
+        print(
+            f"| {family} | {kind} | {m} | {'DDS' if w == '0' else 'CDS'} | {fmt(r['success'], True)} | "
+            f"{fmt(r['other_kept'], True)} | {fmt(r['iou'])} | {fmt(r['bg_psnr'], digits=1)} |"
+        )
     print("\n| test cell | CDS IoU win rate | mean IoU CDS - DDS | success CDS - DDS |")
     print("|---|---|---|---|")
     for base, c in comparisons.items():
-        print(f"| {base} | {fmt(c['win_rate'], True)} | {fmt(c['d_iou'])} | {fmt(c['d_success'], True)} |")
+        print(
+            f"| {base} | {fmt(c['win_rate'], True)} | {fmt(c['d_iou'])} | {fmt(c['d_success'], True)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,10 @@ class PublishedStep:
                 store.add(out)
                 return out
 
-        procs = {n: (PlainCapture() if is_up_self_attention(n) else AttnProcessor()) for n in unet.attn_processors}
+        procs = {
+            n: (PlainCapture() if is_up_self_attention(n) else AttnProcessor())
+            for n in unet.attn_processors
+        }
         unet.set_attn_processor(procs)
         for name, p in unet.named_parameters():
             p.requires_grad_(".attn1." in name)
@@ -89,17 +92,30 @@ class PublishedStep:
         a = self.alphas[t].float()
         noised = lambda z: a.sqrt() * z + (1 - a).sqrt() * noise  # noqa: E731
         with torch.no_grad():
-            eps = unet(torch.cat([noised(z_src), noised(z_trg)] * 2).to(dt), t,
-                       encoder_hidden_states=torch.cat([uncond, uncond, cond_src, cond_trg])).sample.float()
+            eps = unet(
+                torch.cat([noised(z_src), noised(z_trg)] * 2).to(dt),
+                t,
+                encoder_hidden_states=torch.cat([uncond, uncond, cond_src, cond_trg]),
+            ).sample.float()
             u_s, u_t, c_s, c_t = eps.chunk(4)
             dds = guided(u_t, c_t, s.guidance_scale) - guided(u_s, c_s, s.guidance_scale)
         z = z_trg.detach().requires_grad_(True)
         self.store.select(slice(None))
-        unet(torch.cat([noised(z_src), noised(z)]).to(dt), t, encoder_hidden_states=torch.cat([cond_src, cond_trg]))
+        unet(
+            torch.cat([noised(z_src), noised(z)]).to(dt),
+            t,
+            encoder_hidden_states=torch.cat([cond_src, cond_trg]),
+        )
         hw = tuple(z.shape[-2:])
         nce = sum(
-            patch_nce(feature_grid(f[1:2].float(), hw), feature_grid(f[0:1].float(), hw),
-                      s.patch_sizes, s.n_patches, s.tau, generator).sum()
+            patch_nce(
+                feature_grid(f[1:2].float(), hw),
+                feature_grid(f[0:1].float(), hw),
+                s.patch_sizes,
+                s.n_patches,
+                s.tau,
+                generator,
+            ).sum()
             for f in self.store.take()
         )
         loss = (z * dds).sum() * s.dds_gain(*hw) + s.effective_w_cut * nce
@@ -198,7 +214,9 @@ def machine(device: str) -> str:
         return torch.cuda.get_device_name(0)
     try:
         with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            name = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         name = "unknown CPU"
     return f"{name}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
@@ -223,13 +241,19 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     pub, opt = rows
-    print(f"# step cost: arch={args.arch} size={args.size} device={args.device} dtype={opt['dtype']}")
+    print(
+        f"# step cost: arch={args.arch} size={args.size} device={args.device} dtype={opt['dtype']}"
+    )
     print(f"# machine: {machine(args.device)}")
-    print("| structure | median s/step | UNet fwd samples/step | UNet bwd samples/step | peak MiB | growth MiB |")
+    print(
+        "| structure | median s/step | UNet fwd samples/step | UNet bwd samples/step | peak MiB | growth MiB |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {r['median_s']:.4f} | {r['fwd_per_step']:.0f} | {r['bwd_per_step']:.0f} "
-              f"| {r['peak_mib']:.0f} | {r['growth_mib']:+.1f} |")
+        print(
+            f"| {r['variant']} | {r['median_s']:.4f} | {r['fwd_per_step']:.0f} | {r['bwd_per_step']:.0f} "
+            f"| {r['peak_mib']:.0f} | {r['growth_mib']:+.1f} |"
+        )
     print(f"speed-up (published / optimised): {pub['median_s'] / opt['median_s']:.2f}x")
 
 

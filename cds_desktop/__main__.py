@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from cds_desktop.app import main as app_main
     except ImportError as exc:
-        print(f"cds-desktop: the desktop app needs PyQt6 ({exc}); install it with `pip install PyQt6`", file=sys.stderr)
+        print(
+            f"cds-desktop: the desktop app needs PyQt6 ({exc}); install it with `pip install PyQt6`",
+            file=sys.stderr,
+        )
         return 2
     return app_main(argv)
 

@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="mask image, same size as IMAGE; white = edit, black = keep")
     p.add_argument("-o", "--output", help="output file (default: out/<image>-<target>.png)")
     add_model_options(p)
-    p.add_argument("--mode", default="cds", choices=["cds", "dds"], help="cds (default) or dds (baseline, w_cut=0)")
+    p.add_argument(
+        "--mode",
+        default="cds",
+        choices=["cds", "dds"],
+        help="cds (default) or dds (baseline, w_cut=0)",
+    )
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument(
@@ -62,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CUT loss weight (default: the model's recommendation; 3 for SD)",
     )
     p.add_argument("--w-dds", type=float, default=1.0)
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model family's, 7.5 for SD-1.x/2.x, 5 for SDXL)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance (default: the model family's, 7.5 for SD-1.x/2.x, 5 for SDXL)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--working-size",

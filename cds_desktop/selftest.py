@@ -56,7 +56,9 @@ def check_engine(model_spec: str, vae: str) -> str:
     if model.vae.name != vae:
         raise RuntimeError(f"asked for the {vae} VAE but got {model.vae.name} (fallback)")
     img, mask = _scene()
-    result = edit(model, img, "a red square", "a blue square", mask, EditSettings(steps=STEPS, seed=1))
+    result = edit(
+        model, img, "a red square", "a blue square", mask, EditSettings(steps=STEPS, seed=1)
+    )
     _check_edit(result, img, mask)
     return model.label
 
@@ -73,8 +75,13 @@ def check_bridge(model_spec: str) -> str:
     try:
         server.start()
         with BridgeClient(port=server.port, token=token, timeout=120) as client:
-            msg = client.edit(_png(img), "a red square", "a blue square", mask_png=_png(mask),
-                              settings={"steps": STEPS, "seed": 2})
+            msg = client.edit(
+                _png(img),
+                "a red square",
+                "a blue square",
+                mask_png=_png(mask),
+                settings={"steps": STEPS, "seed": 2},
+            )
         out = np.array(Image.open(io.BytesIO(msg.parts["image"])).convert("RGBA"))
         _check_edit(out, img, mask)
         return f"port {server.port}"
@@ -91,10 +98,14 @@ def _png(arr: np.ndarray) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cds-desktop --self-test", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="shapes-demo", help="model to test with (default: the embedded demo)")
+    p.add_argument(
+        "--model", default="shapes-demo", help="model to test with (default: the embedded demo)"
+    )
     args = p.parse_args(argv)
     setup_logging()
-    os.environ.setdefault("CDS_CACHE_DIR", os.path.join(tempfile.gettempdir(), "cds-desktop-selftest-cache"))
+    os.environ.setdefault(
+        "CDS_CACHE_DIR", os.path.join(tempfile.gettempdir(), "cds-desktop-selftest-cache")
+    )
     checks: list[tuple[str, Callable[[], str]]] = [
         ("engine+torch-vae", lambda: check_engine(args.model, "torch")),
         ("engine+onnx-vae", lambda: check_engine(args.model, "onnx")),
@@ -110,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - a self-test reports every failure
             failed.append(f"{name} FAILED: {type(exc).__name__}: {exc}")
     status = "PASS" if not failed else "FAIL"
-    print(f"cds-desktop self-test {status}: model {label or args.model}; " + "; ".join(passed + failed))
+    print(
+        f"cds-desktop self-test {status}: model {label or args.model}; "
+        + "; ".join(passed + failed)
+    )
     return 0 if not failed else 1
 
 

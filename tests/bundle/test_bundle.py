@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("CDS_SLOW") != "1", reason="bundle build is slow; set CDS_SLOW=1"),
+    pytest.mark.skipif(
+        os.environ.get("CDS_SLOW") != "1", reason="bundle build is slow; set CDS_SLOW=1"
+    ),
 ]
 
 
@@ -27,14 +29,28 @@ def test_bundle_builds_and_self_test_passes_without_python(tmp_path):
     assert exe.is_file() and os.access(exe, os.X_OK)
     empty = tmp_path / "bin"
     empty.mkdir()
-    env = {"PATH": str(empty), "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([str(exe), "--self-test"], env=env, cwd=tmp_path, capture_output=True,
-                         text=True, timeout=900)
+    env = {
+        "PATH": str(empty),
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    run = subprocess.run(
+        [str(exe), "--self-test"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "self-test PASS" in run.stdout
     internal = ROOT / "dist" / "cds-desktop" / "_internal"
     ours = {p.name for p in (ROOT / "tests").rglob("test_*.py")}
-    assert not [p for p in internal.rglob("test_*.py") if p.name in ours], "our tests must not be bundled"
+    assert not [p for p in internal.rglob("test_*.py") if p.name in ours], (
+        "our tests must not be bundled"
+    )
     for dev_tool in ("pytest", "hypothesis", "importlinter", "matplotlib"):
         assert not (internal / dev_tool).exists(), f"{dev_tool} must not be bundled"

@@ -11,7 +11,17 @@ from PIL import Image
 
 from cds_desktop import cli
 
-BASE = ["--source", "a red square", "--model", "tiny-random", "--steps", "2", "--working-size", "32", "-q"]
+BASE = [
+    "--source",
+    "a red square",
+    "--model",
+    "tiny-random",
+    "--steps",
+    "2",
+    "--working-size",
+    "32",
+    "-q",
+]
 
 
 @pytest.fixture()
@@ -35,8 +45,21 @@ def _run(argv, capsys):
 
 def test_one_output_per_target(files, capsys):
     out = files / "o.png"
-    code, stdout, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
-                              "--mask", str(files / "mask.png"), "-o", str(out)], capsys)
+    code, stdout, err = _run(
+        [
+            str(files / "in.png"),
+            *BASE,
+            "--target",
+            "a blue square",
+            "--target",
+            "a pig",
+            "--mask",
+            str(files / "mask.png"),
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     written = sorted(p.name for p in files.glob("o-*.png"))
     assert written == ["o-1-a-blue-square.png", "o-2-a-pig.png"]
@@ -110,7 +133,11 @@ def test_bad_input_one_error_line_no_output(files, capsys, monkeypatch, args, me
 def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, monkeypatch):
     from cds_desktop.engine.cds import CDSObjective
 
-    monkeypatch.setattr(CDSObjective, "step_gradient", lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")))
+    monkeypatch.setattr(
+        CDSObjective,
+        "step_gradient",
+        lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")),
+    )
     out = files / "nan.png"
     code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
     assert code == 2 and "diverged" in err
@@ -150,11 +177,24 @@ def test_an_unwritable_output_is_one_line_and_the_other_targets_still_run(files,
     """An OSError while writing one target's output (here the name is taken by a folder; on
     Windows: a file held open by a viewer) is reported for that target only."""
     (files / "o-1-a-blue-square.png").mkdir()
-    code, _, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
-                         "-o", str(files / "o.png")], capsys)
+    code, _, err = _run(
+        [
+            str(files / "in.png"),
+            *BASE,
+            "--target",
+            "a blue square",
+            "--target",
+            "a pig",
+            "-o",
+            str(files / "o.png"),
+        ],
+        capsys,
+    )
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("cds-edit: error:")]
-    assert len(lines) == 1 and "o-1-a-blue-square.png" in lines[0] and "a blue square" in lines[0], err
+    assert (
+        len(lines) == 1 and "o-1-a-blue-square.png" in lines[0] and "a blue square" in lines[0]
+    ), err
     assert "Traceback" not in err
     assert (files / "o-2-a-pig.png").is_file()
     assert not list(files.glob(".o-*"))
@@ -168,8 +208,14 @@ def test_non_latin_prompts_with_output_redirected_to_a_legacy_code_page(files, m
     out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
     monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out_bytes, encoding="cp1252"))
     monkeypatch.setattr("sys.stderr", io.TextIOWrapper(err_bytes, encoding="cp1252"))
-    argv = [str(files / "in.png"), *[a for a in BASE if a != "-q"], "--target", "一只蓝色的猫",
-            "-o", str(files / "cat.png")]
+    argv = [
+        str(files / "in.png"),
+        *[a for a in BASE if a != "-q"],
+        "--target",
+        "一只蓝色的猫",
+        "-o",
+        str(files / "cat.png"),
+    ]
     code = cli.main(argv)
     import sys
 

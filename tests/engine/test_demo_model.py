@@ -23,7 +23,9 @@ def test_demo_model_loads_by_name_and_is_labelled(demo):
     assert demo.kind == "demo" and "demo model" in demo.label
     assert demo.native_size == 64
     assert demo.vae.scale_factor == 4  # read from the model, not assumed
-    assert demo.recommended.get("w_cut") is not None, "the quality benchmark's w_cut ships with the model"
+    assert demo.recommended.get("w_cut") is not None, (
+        "the quality benchmark's w_cut ships with the model"
+    )
 
 
 def test_red_circle_turns_blue_and_background_stays(demo):

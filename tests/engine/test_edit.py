@@ -81,7 +81,9 @@ def test_progress_and_previews(tiny_model):
 
 def test_cancel_takes_effect_within_one_step(tiny_model):
     cancel = threading.Event()
-    gen = run_edit(tiny_model, _image(), "a cat", "a pig", None, FAST.replace(steps=50), cancel=cancel)
+    gen = run_edit(
+        tiny_model, _image(), "a cat", "a pig", None, FAST.replace(steps=50), cancel=cancel
+    )
     steps = [next(gen).step, next(gen).step]
     cancel.set()
     with pytest.raises(EditCancelled):
@@ -108,9 +110,23 @@ def test_identical_prompts_in_dds_leave_the_image_as_the_vae_roundtrip(tiny_mode
     ],
 )
 def test_bad_input_gives_clear_errors(tiny_model, kwargs, match):
-    args = {"image": _image(), "source_prompt": "a cat", "target_prompt": "a pig", "mask": None} | kwargs
+    args = {
+        "image": _image(),
+        "source_prompt": "a cat",
+        "target_prompt": "a pig",
+        "mask": None,
+    } | kwargs
     with pytest.raises(EditError, match=match):
-        next(run_edit(tiny_model, args["image"], args["source_prompt"], args["target_prompt"], args["mask"], FAST))
+        next(
+            run_edit(
+                tiny_model,
+                args["image"],
+                args["source_prompt"],
+                args["target_prompt"],
+                args["mask"],
+                FAST,
+            )
+        )
 
 
 def test_settings_come_from_the_model_when_unset(tiny_model):

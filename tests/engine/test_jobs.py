@@ -14,7 +14,9 @@ FAST = EditSettings(steps=2, working_size=32)
 
 def _request(**kw):
     img = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    base = dict(image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random")
+    base = dict(
+        image=img, source_prompt="a cat", target_prompt="a pig", settings=FAST, model="tiny-random"
+    )
     return EditRequest(**(base | kw))
 
 
