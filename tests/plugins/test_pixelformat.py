@@ -92,17 +92,19 @@ def mask_for(count, seed=1) -> bytes:
     return mask.tobytes()
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        pf.PixelFormat(pf.U8, pf.SRGB, "BGRA"),
-        pf.PixelFormat(pf.U16, pf.SRGB, "BGRA"),
-        pf.PixelFormat(pf.U16, pf.LINEAR, "BGRA"),
-        pf.PixelFormat(pf.F16, pf.LINEAR, "RGBA"),
-        pf.PixelFormat(pf.F32, pf.LINEAR, "RGBA"),
-        pf.PixelFormat(pf.F32, pf.SRGB, "RGBA"),
-    ],
-    ids=lambda f: f"{f.kind}-{f.transfer}-{f.order}",
+def each_format(*specs):
+    """Parametrize ``fmt`` over PixelFormat(kind, transfer, order) for each spec."""
+    fmts = [pf.PixelFormat(*spec) for spec in specs]
+    return pytest.mark.parametrize("fmt", fmts, ids=lambda f: f"{f.kind}-{f.transfer}-{f.order}")
+
+
+@each_format(
+    (pf.U8, pf.SRGB, "BGRA"),
+    (pf.U16, pf.SRGB, "BGRA"),
+    (pf.U16, pf.LINEAR, "BGRA"),
+    (pf.F16, pf.LINEAR, "RGBA"),
+    (pf.F32, pf.LINEAR, "RGBA"),
+    (pf.F32, pf.SRGB, "RGBA"),
 )
 def test_unmasked_pixels_and_all_alpha_are_the_source_bytes(fmt):
     values = sample(fmt.kind, seed=3)
@@ -265,15 +267,11 @@ def test_partial_blend_is_in_srgb_encoded_values_for_a_linear_document():
     assert got[1:] == (0.0, 0.0)  # no residual: the result (the source matched what was sent)
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        pf.PixelFormat(pf.U32, pf.SRGB, "RGBA"),
-        pf.PixelFormat(pf.F64, pf.LINEAR, "RGBA"),
-        pf.PixelFormat(pf.U16, pf.LINEAR, "RGB"),
-        pf.PixelFormat(pf.F16, pf.SRGB, "RGB"),
-    ],
-    ids=lambda f: f"{f.kind}-{f.transfer}-{f.order}",
+@each_format(
+    (pf.U32, pf.SRGB, "RGBA"),
+    (pf.F64, pf.LINEAR, "RGBA"),
+    (pf.U16, pf.LINEAR, "RGB"),
+    (pf.F16, pf.SRGB, "RGB"),
 )
 def test_more_formats_round_trip_and_keep_unmasked_bytes(fmt):
     """GIMP's other precisions: u32, double, layers without alpha."""

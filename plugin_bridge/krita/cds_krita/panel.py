@@ -1,8 +1,9 @@
 """The docker's contents: prompts, mode, steps, Edit/Cancel, a progress bar and a status line.
 
 Plain Qt (no ``krita`` import), so it runs in the docker, under kritarunner and in pytest-qt.
-Waiting never blocks the GUI thread: a QTimer calls :meth:`EditSession.poll`, which only
-reads messages that have already arrived.
+Waiting never blocks the GUI thread: connecting and submitting run on a worker thread
+(:class:`Submission`), and a QTimer checks on it and then calls :meth:`EditSession.poll`,
+which only reads messages that have already arrived.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from typing import Any, Callable
 
 from .logic import EditParams, KritaDocument, KritaNode, PluginError
 from .qt import QtCore, QtWidgets
-from .session import RUNNING, EditSession, Update, make_client, user_message
+from .session import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    EditSession,
+    Submission,
+    Update,
+    make_client,
+    user_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,8 @@ class CdsPanel(QtWidgets.QWidget):
         self._client_factory = client_factory
         self._client: Any = None
         self.session: EditSession | None = None
+        #: Connecting and submitting on a worker thread; None once the timer has its outcome.
+        self._submission: Submission | None = None
         #: Extra EditSettings fields sent with every edit (e.g. {"seed": 3}).
         self.extra_settings: dict = {}
         self._timer = QtCore.QTimer(self)
@@ -109,17 +121,24 @@ class CdsPanel(QtWidgets.QWidget):
             doc, node = self._target_provider()
             session = EditSession(doc, node, self.params())
             session.prepare()  # refuse bad layers/prompts before connecting
-            self._show(session.submit(self._connected_client()))
+            if self._client is None or not self._client.connected:
+                self._client = self._client_factory()
         except Exception as exc:  # every failure becomes a status line
-            self._drop_client_if_closed()
             self._end(False, user_message(exc))
             return
         self.session = session
+        self._submission = Submission(session, self._client).start()
+        self._show(Update("connecting to the bridge..."))
         self._set_running(True)
         self._timer.start()
 
     def cancel_edit(self) -> None:
         if not self.busy:
+            return
+        if self._submission is not None:  # still connecting: let the worker close it
+            self._abandon_submission()
+            self.session.state = CANCELLED
+            self._end(False, "cancelled")
             return
         try:
             self.session.cancel()
@@ -130,16 +149,30 @@ class CdsPanel(QtWidgets.QWidget):
     def shutdown(self) -> None:
         """Stop polling and close the connection (the server cancels unfinished jobs)."""
         self._timer.stop()
+        self._abandon_submission()
         if self._client is not None:
             self._client.close()
             self._client = None
 
     # ------------------------------------------------------------------ internals
-    def _connected_client(self) -> Any:
-        if self._client is None or not self._client.connected:
-            self._client = self._client_factory()
-        self._client.connect()
-        return self._client
+    def _abandon_submission(self) -> None:
+        """Forget a connect still running on the worker; the worker closes its client."""
+        if self._submission is not None:
+            self._submission.abandon()
+            self._submission, self._client = None, None
+
+    def _take_submission(self) -> Update | None:
+        """The submit's Update once the worker is done (None while it runs); a failed
+        connect or submit is a finished Update with its one-line message."""
+        if not self._submission.done():
+            return None
+        submission, self._submission = self._submission, None
+        try:
+            return submission.outcome()
+        except Exception as exc:
+            log.warning("sending the edit failed: %s", exc)
+            self.session.state = FAILED
+            return Update(user_message(exc), finished=True)
 
     def _drop_client_if_closed(self) -> None:
         if self._client is not None and not self._client.connected:
@@ -150,10 +183,13 @@ class CdsPanel(QtWidgets.QWidget):
             self._timer.stop()
             return
         try:
-            update = self.session.poll()
+            if self._submission is not None:
+                update = self._take_submission()
+            else:
+                update = self.session.poll()
         except Exception as exc:  # e.g. Krita refused the new layer
             log.exception("polling the bridge failed")
-            self.session.state = "failed"
+            self.session.state = FAILED
             update = Update(user_message(exc), finished=True)
         if update is None:
             return

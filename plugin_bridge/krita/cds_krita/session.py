@@ -4,11 +4,17 @@
 the docker then calls ``poll()`` from a QTimer: it reads whatever messages have arrived
 without waiting, and on the result inserts the new layer. No Qt here: the same object runs
 in the docker, in kritarunner tests and in unit tests with a fake document and client.
+
+The docker reads the layer on the GUI thread (``prepare()``: Krita's API) but connects and
+submits through :class:`Submission`, on a worker thread: a refused or stalled connect
+(about 2 s on Windows, up to NETWORK_TIMEOUT for a port that accepts but never answers)
+never freezes Krita.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +177,69 @@ class EditSession:
         self.state, self.error = FAILED, text
         log.warning("edit failed: %s", text)
         return Update(text, finished=True)
+
+
+class Submission:
+    """``client.connect()`` + ``session.submit(client)`` on a worker thread.
+
+    The GUI thread starts it and asks :meth:`done` from its timer; once done, :meth:`outcome`
+    gives the submit's Update or raises its error, and the client belongs to the GUI thread
+    again. :meth:`abandon` (Cancel, the docker closing) lets the GUI go on at once: the worker
+    closes the client when it ends (the server then cancels the job), so the client is only
+    ever used by one thread at a time.
+    """
+
+    def __init__(self, session: EditSession, client: Any) -> None:
+        self.session, self.client = session, client
+        self._lock = threading.Lock()
+        self._done = self._abandoned = False
+        self._update: Update | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cds-krita-connect", daemon=True)
+
+    def start(self) -> Submission:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.client.connect()
+            update = self.session.submit(self.client)
+        except Exception as exc:  # handed to the GUI thread by outcome()
+            error, update = exc, None
+        else:
+            error = None
+        with self._lock:
+            self._update, self._error, self._done = update, error, True
+            abandoned = self._abandoned
+        if abandoned:
+            self.client.close()
+
+    def done(self) -> bool:
+        with self._lock:
+            return self._done
+
+    def outcome(self) -> Update:
+        """The submit's Update, or its exception raised; only once :meth:`done`."""
+        with self._lock:
+            if not self._done:
+                raise RuntimeError("the submission is still running")
+            if self._error is not None:
+                raise self._error
+            return self._update
+
+    def abandon(self) -> None:
+        """Stop caring: close the client now if the worker is done, else when it is."""
+        with self._lock:
+            self._abandoned = True
+            finished = self._done
+        if finished:
+            self.client.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker ends (tests, shutdown); True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def _progress_update(msg: Any) -> Update:
