@@ -9,3 +9,5 @@ source "$(dirname "$0")/device_env.sh"
 timeout 200 "$PYTHON" benchmarks/step_cost.py --device cuda --arch sd15 --size 512 --dtype fp16 --steps 10 --warmup 3 2>&1 | tee "$OUT/step_cost_sd15_fp16.md"
 timeout 60 "$PYTHON" benchmarks/step_cost.py --device cuda --arch tiny --size 64 --steps 20 --warmup 5 2>&1 | tee "$OUT/step_cost_tiny.md"
 timeout 120 "$PYTHON" benchmarks/vae.py --device cuda --sizes 512,1024 --repeats 5 2>&1 | tee "$OUT/vae_cuda.md"
+# K = 4 target prompts: one shared run vs 4 separate runs (per-target step cost, peak memory)
+timeout 180 "$PYTHON" benchmarks/multi_target.py --device cuda --arch sd15 --size 512 --dtype fp16 --ks 1,4 --steps 5 --warmup 2 2>&1 | tee "$OUT/multi_target_sd15_fp16.md"

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli_main(argv[1:])
     if "--serve" in argv:
         argv.remove("--serve")
+        _exit_on_stop_signals()  # importing torch takes seconds; serve_main then takes over
         from cds_desktop.serve import serve_main
 
         return serve_main(argv) or 0
@@ -49,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cds-desktop: the desktop app needs PyQt6 ({exc}); install it with `pip install PyQt6`", file=sys.stderr)
         return 2
     return app_main(argv)
+
+
+def _exit_on_stop_signals() -> None:
+    """Ctrl+C or SIGTERM before the server has a client: exit 0 at once, no traceback."""
+    import os
+    import signal
+
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, frame: os._exit(0))
 
 
 if __name__ == "__main__":

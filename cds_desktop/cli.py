@@ -4,7 +4,9 @@
              [--mask M.png] [--mode cds|dds] [--steps N] [--w-cut X] [--seed S]
              [--model M] [--device D] [-o OUT]
 
-One output per target prompt, written atomically (temp file + rename). User mistakes give one
+One output per target prompt, written atomically (temp file + rename). Several --target
+prompts run as one shared edit (the source branch is computed once per step; each output
+equals that target edited alone with the same seed) with one progress bar. User mistakes give one
 `cds-edit: error: ...` line and exit status 2; nothing partial is left behind.
 """
 
@@ -17,14 +19,21 @@ import re
 import sys
 from pathlib import Path
 
-from cds_desktop.engine import EditCancelled, EditError, EditSettings, run_edit
+from cds_desktop.engine import EditCancelled, EditError, EditSettings, drain, run_edits
 from cds_desktop.engine.models import DEMO_MODEL, load_model
 from cds_desktop.engine.vae import BACKENDS
 from cds_desktop.fileio import atomic_write
 from cds_desktop.logs import setup_logging
 
 log = logging.getLogger("cds_desktop.cli")
-OUTPUT_FORMATS = {".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".jpg": "JPEG", ".jpeg": "JPEG"}
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,22 +43,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF)")
     p.add_argument("--source", required=True, help='prompt describing the input, e.g. "a cat"')
-    p.add_argument("--target", required=True, action="append", help="target prompt (repeatable: one output each)")
+    p.add_argument(
+        "--target",
+        required=True,
+        action="append",
+        help="target prompt (repeatable: one output each)",
+    )
     p.add_argument("--mask", help="mask image, same size as IMAGE; white = edit, black = keep")
     p.add_argument("-o", "--output", help="output file (default: out/<image>-<target>.png)")
-    p.add_argument("--model", default=os.environ.get("CDS_MODEL", DEMO_MODEL),
-                   help=f"'{DEMO_MODEL}' (embedded demo, default), a HF repo id, a diffusers folder or a .safetensors/.ckpt file")
+    p.add_argument(
+        "--model",
+        default=os.environ.get("CDS_MODEL", DEMO_MODEL),
+        help=f"'{DEMO_MODEL}' (embedded demo, default), a HF repo id, a diffusers folder or a .safetensors/.ckpt file",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     p.add_argument("--vae", default="torch", choices=BACKENDS, help="VAE backend")
-    p.add_argument("--mode", default="cds", choices=["cds", "dds"], help="cds (default) or dds (baseline, w_cut=0)")
+    p.add_argument(
+        "--mode",
+        default="cds",
+        choices=["cds", "dds"],
+        help="cds (default) or dds (baseline, w_cut=0)",
+    )
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--w-cut", type=float, default=None, help="CUT loss weight (default: the model's recommendation; 3 for SD)")
+    p.add_argument(
+        "--w-cut",
+        type=float,
+        default=None,
+        help="CUT loss weight (default: the model's recommendation; 3 for SD)",
+    )
     p.add_argument("--w-dds", type=float, default=1.0)
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--working-size", type=int, default=None, help="long side the model works at (default: the model's native size)")
+    p.add_argument(
+        "--working-size",
+        type=int,
+        default=None,
+        help="long side the model works at (default: the model's native size)",
+    )
     p.add_argument("--dds-scale", default="per_element", choices=["per_element", "published"])
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -70,10 +102,15 @@ def output_paths(args) -> list[Path]:
         return [Path("out") / f"{stem}-{slug(t)}.png" for t in args.target]
     out = Path(args.output)
     if out.suffix.lower() not in OUTPUT_FORMATS:
-        raise CliError(f"output {out}: unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}")
+        raise CliError(
+            f"output {out}: unsupported extension; use one of {', '.join(OUTPUT_FORMATS)}"
+        )
     if len(args.target) == 1:
         return [out]
-    return [out.with_name(f"{out.stem}-{i + 1}-{slug(t)}{out.suffix}") for i, t in enumerate(args.target)]
+    return [
+        out.with_name(f"{out.stem}-{i + 1}-{slug(t)}{out.suffix}")
+        for i, t in enumerate(args.target)
+    ]
 
 
 def read_image(path: str, what: str):
@@ -131,7 +168,9 @@ def run(args) -> list[Path]:
     keep_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     mask = read_image(args.mask, "mask") if args.mask else None
     if mask is not None and mask.size != image.size:
-        raise CliError(f"mask size {mask.size[0]}x{mask.size[1]} does not match the image size {image.size[0]}x{image.size[1]}")
+        raise CliError(
+            f"mask size {mask.size[0]}x{mask.size[1]} does not match the image size {image.size[0]}x{image.size[1]}"
+        )
     outputs = output_paths(args)
     for t in args.target:
         if not t.strip():
@@ -140,33 +179,38 @@ def run(args) -> list[Path]:
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")
     if model.is_random:
         say(args, "WARNING: tiny-random has RANDOM WEIGHTS (a test fixture): its edits are noise.")
+    results = edit_with_progress(model, image, mask, args, args.target, settings)
     written, failed = [], 0
-    for target, out in zip(args.target, outputs, strict=True):
-        result = edit_with_progress(model, image, mask, args, target, settings)
+    for target, out, result in zip(args.target, outputs, results, strict=True):
         try:
             write_image_atomic(result.image, out, keep_alpha)
         except OSError as exc:
             failed += 1
-            print(f"cds-edit: error: cannot write {out} ({target!r}): {exc.strerror or exc}", file=sys.stderr)
+            print(
+                f"cds-edit: error: cannot write {out} ({target!r}): {exc.strerror or exc}",
+                file=sys.stderr,
+            )
             continue
         written.append(out)
-        say(args, f"wrote {out}  ({args.source!r} -> {target!r}, {result.steps} steps, {result.elapsed:.1f} s)")
+        say(
+            args,
+            f"wrote {out}  ({args.source!r} -> {target!r}, {result.steps} steps, {result.elapsed:.1f} s)",
+        )
     if failed:
         raise OutputErrors(f"{failed} of {len(outputs)} output(s) could not be written")
     return written
 
 
-def edit_with_progress(model, image, mask, args, target, settings):
+def edit_with_progress(model, image, mask, args, targets, settings):
+    """One shared run for every target (the source branch is computed once per step)."""
     from tqdm import tqdm
 
-    gen = run_edit(model, image, args.source, target, mask=mask, settings=settings)
-    with tqdm(total=settings.steps, desc=target[:30], unit="step", disable=args.quiet, file=sys.stderr) as bar:
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar.update(1)
+    gen = run_edits(model, image, args.source, targets, mask=mask, settings=settings)
+    desc = targets[0][:30] if len(targets) == 1 else f"{len(targets)} targets"
+    with tqdm(
+        total=settings.steps, desc=desc, unit="step", disable=args.quiet, file=sys.stderr
+    ) as bar:
+        return drain(gen, lambda _progress: bar.update(1))
 
 
 def say(args, text: str) -> None:

@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     except _ArgError as exc:
         print(f"cds-desktop: {exc}", file=sys.stderr)
         return 2
+    from cds_desktop.logs import setup_file_logging
+
+    log_path = setup_file_logging()  # named in every "details are in the log" message
+    if log_path is not None:
+        log.info("cds-desktop log file: %s", log_path)
     prefs = Preferences()
     threads = limit_cpu_threads(prefs.cpu_threads)  # before the engine (torch) is imported
     if threads:

@@ -3,6 +3,8 @@
 Edits: the active layer's pixels and mask go to the shared JobQueue (via EditWorker) as one job
 per target prompt; every result becomes a new layer right above its source, which is never
 modified. All engine events arrive as queued signals, so the window stays responsive.
+Opening, saving, exporting, recent files and drops are in files.py; the menus in menus.py;
+Help and the first-run hint in help.py.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PyQt6.QtCore import QRectF, Qt
-from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -28,22 +30,16 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from cds_desktop import logs
 from cds_desktop.engine.errors import EditError
 from cds_desktop.engine.jobs import EditRequest, EventKind, FailureKind, JobQueue
 
-from . import model_choice
+from . import error_dialog, menus, model_choice
 from .bridge import BridgeControl
 from .bridge import describe as describe_bridge
-from .documents import (
-    OPEN_SUFFIXES,
-    ORA_SUFFIX,
-    Document,
-    DocumentError,
-    Layer,
-    export_png,
-    open_document,
-    write_ora,
-)
+from .documents import Document, Layer
+from .files import FileActions
+from .help import add_first_run_hint
 from .settings import Preferences
 from .state import DocumentState
 from .widgets.canvas import Canvas
@@ -58,9 +54,6 @@ from .worker import EditWorker, JobRecord, Update
 log = logging.getLogger(__name__)
 
 APP_NAME = "cds-desktop"
-OPEN_FILTER = "Images ({});;OpenRaster (*.ora);;All files (*)".format(
-    " ".join(f"*{s}" for s in OPEN_SUFFIXES)
-)
 
 
 class MainWindow(QMainWindow):
@@ -86,19 +79,22 @@ class MainWindow(QMainWindow):
         self.ask_unsaved: Callable[[], str] = self._ask_unsaved
         self.ask_save_path: Callable[[str, str], str | None] = self._ask_save_path
         self._build_widgets()
-        self._build_actions()
+        self.files = FileActions(self)
+        menus.build(self)
+        self._build_toolbars()
         self._build_status_bar()
         self._connect()
         self.prompt.set_values(prefs.panel_values())
         self.prompt.set_model(model or prefs.model)
         self._on_active_layer(0)
-        self.setAcceptDrops(True)
+        menus.connect_enabled(self)
+        add_first_run_hint(self)
         self.resize(1280, 800)
         self.resizeDocks([self.edit_dock, self.layers_dock], [560, 180], Qt.Orientation.Vertical)
         if persist and prefs.geometry() is not None:
             self.restoreGeometry(prefs.geometry())
             self.restoreState(prefs.window_state() or b"")
-        self._update_title()
+        self.update_title()
         if persist and prefs.bridge_enabled:
             self.bridge_action.setChecked(True)
 
@@ -133,87 +129,20 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{name}")
         dock.setWidget(widget)
-        dock.setFeatures(
+        dock.setFeatures(  # closable: View has each panel's toggle to bring it back
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         return dock
-
-    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if tip:
-            action.setStatusTip(tip)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        bar = self.menuBar()
-        keys = QKeySequence.StandardKey
-        file = bar.addMenu("&File")
-        self._action(file, "&Open...", lambda: self.open_dialog(), keys.Open)
-        self.recent_menu = file.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        file.addSeparator()
-        self._action(file, "&Save", lambda: self.save(), keys.Save, "Save as OpenRaster (.ora)")
-        self._action(file, "Save &As...", lambda: self.save_as(), keys.SaveAs)
-        self._action(file, "&Export PNG...", lambda: self.export(), "Ctrl+E", "Flattened image")
-        file.addSeparator()
-        self._action(file, "&Quit", self.close, keys.Quit)
-
-        edit = bar.addMenu("&Edit")
-        undo = self.state.undo.createUndoAction(self, "&Undo")
-        undo.setShortcut(keys.Undo)
-        redo = self.state.undo.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence(keys.Redo), QKeySequence("Ctrl+Y")])
-        edit.addActions([undo, redo])
-        edit.addSeparator()
-        self._action(edit, "Run &edit", self.start_edit, None, "One edit per target prompt")
-        self._action(edit, "&Cancel edit", self.worker.cancel_current, "Esc")
-        self._action(edit, "Cancel &all edits", self.worker.cancel_all)
-        edit.addSeparator()
-        self._action(edit, "&Preferences...", self.show_preferences, keys.Preferences)
-
-        mask = bar.addMenu("&Mask")
-        for op, text, key in (
-            ("from_alpha", "From layer &alpha", None),
-            ("invert", "&Invert", "Ctrl+I"),
-            ("clear", "&Clear", "Ctrl+Shift+A"),
-            ("feather", "&Feather", None),
-        ):
-            self._action(mask, text, lambda _=False, o=op: self.mask_operation(o), key)
-
-        view = bar.addMenu("&View")
-        self._action(view, "&Fit", self.canvas.fit, "Ctrl+0")
-        self._action(view, "&100 %", self.canvas.actual_size, "Ctrl+1")
-        self._action(view, "Zoom &in", lambda: self.canvas.zoom_by(1.25), keys.ZoomIn)
-        self._action(view, "Zoom &out", lambda: self.canvas.zoom_by(0.8), keys.ZoomOut)
-        view.addSeparator()
-        self.compare_action = self._action(view, "&Compare before/after", self._on_compare, "C")
-        self.compare_action.setCheckable(True)
-        view.addSeparator()
-        for dock in (self.edit_dock, self.layers_dock, self.history_dock):
-            view.addAction(dock.toggleViewAction())
-        plugins = bar.addMenu("&Plug-ins")
-        self.bridge_action = self._action(
-            plugins,
-            describe_bridge(None),
-            self._on_bridge_toggled,
-            None,
-            "Serve Krita/GIMP plug-ins on this computer (loopback only), sharing the edit queue",
-        )
-        self.bridge_action.setCheckable(True)
-        self._build_toolbars()
 
     def _build_toolbars(self) -> None:
         self.addToolBar(self.mask_bar)
         view = QToolBar("View", self)
         view.setObjectName("toolbar-view")
-        view.addAction("Fit", self.canvas.fit)
-        view.addAction("100 %", self.canvas.actual_size)
+        view.addAction(self.actions["fit"])  # the View menu's actions: one enabled state
+        view.addAction(self.actions["actual_size"])
         view.addSeparator()
         view.addAction(self.compare_action)
         self.split = QSlider(Qt.Orientation.Horizontal, self)
@@ -222,8 +151,14 @@ class MainWindow(QMainWindow):
         self.split.setFixedWidth(120)
         self.split.setToolTip("Compare split: before (left) / after (right)")
         self.split.valueChanged.connect(lambda v: self.canvas.set_split(v / 100))
+        self.canvas.splitChanged.connect(self._on_split_dragged)
         view.addWidget(self.split)
         self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, view)
+
+    def _on_split_dragged(self, fraction: float) -> None:
+        self.split.blockSignals(True)
+        self.split.setValue(round(fraction * 100))
+        self.split.blockSignals(False)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -245,8 +180,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         s, w = self.state, self.worker
-        s.undo.cleanChanged.connect(self._update_title)
-        s.documentReplaced.connect(self._update_title)
+        s.undo.cleanChanged.connect(self.update_title)
+        s.documentReplaced.connect(self.update_title)
         s.activeLayerChanged.connect(self._on_active_layer)
         self.mask_bar.maskOperation.connect(lambda op, _r: self.mask_operation(op))
         self.prompt.editRequested.connect(self.start_edit)
@@ -270,7 +205,11 @@ class MainWindow(QMainWindow):
     def model_label_text(self) -> str:
         return model_choice.label(self.prompt.model_spec)
 
-    def _update_title(self, *_args) -> None:
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def update_title(self, *_args) -> None:
         if self._closed:
             return
         doc = self.state.doc
@@ -288,7 +227,7 @@ class MainWindow(QMainWindow):
         )
         self.device_label.setText(f"device: {self.prefs.device}")
         self.bridge.configure(spec, self.prefs.device, self.prefs.vae_backend)
-        self._update_title()
+        self.update_title()
 
     def show_preferences(self) -> None:
         if PreferencesDialog(self.prefs, self).exec():
@@ -296,7 +235,7 @@ class MainWindow(QMainWindow):
             self.bridge.configure(self.prompt.model_spec, self.prefs.device, self.prefs.vae_backend)
 
     # ------------------------------------------------------------------ plug-in bridge
-    def _on_bridge_toggled(self, on: bool) -> None:
+    def on_bridge_toggled(self, on: bool) -> None:
         if on:
             error = self.bridge.start(
                 self.prompt.model_spec, self.prefs.device, self.prefs.vae_backend
@@ -324,25 +263,24 @@ class MainWindow(QMainWindow):
                 f"plug-ins read the access token from {status.token_file}"
             )
 
-    # ------------------------------------------------------------------ documents
-    def open_dialog(self) -> bool:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.prefs.last_dir, OPEN_FILTER)
-        return self.open_path(path) if path else False
-
+    # ------------------------------------------------------------------ documents (files.py)
     def open_path(self, path: str | Path) -> bool:
-        """Open a file (replacing the current document after asking about unsaved changes)."""
-        if not self._confirm_discard():
-            return False
-        try:
-            doc = open_document(path)
-        except DocumentError as exc:
-            self.show_error(str(exc))
-            return False
-        self.load_document(doc)
-        self.prefs.add_recent_file(str(Path(path).resolve()))
-        self.prefs.last_dir = str(Path(path).resolve().parent)
-        self.statusBar().showMessage(f"opened {Path(path).name}", 5000)
-        return True
+        return self.files.open_path(path)
+
+    def save(self, wait: bool = False) -> bool:
+        return self.files.save(wait=wait)
+
+    def save_as(self, path: str | Path | None = None, wait: bool = False) -> bool:
+        return self.files.save_as(path, wait=wait)
+
+    def export(self, path: str | Path | None = None, wait: bool = False) -> bool:
+        return self.files.export(path, wait=wait)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        self.files.drag_enter(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        self.files.drop(event)
 
     def load_document(self, doc: Document) -> None:
         self.history.clear()
@@ -350,102 +288,9 @@ class MainWindow(QMainWindow):
         self.progress.clear_error()
         self.state.set_document(doc)
 
-    def save(self) -> bool:
-        doc = self.state.doc
-        if doc is None:
-            return False
-        if doc.path is not None and doc.path.suffix.lower() == ORA_SUFFIX:
-            return self.save_to(doc.path)
-        return self.save_as()
-
-    def save_as(self, path: str | Path | None = None) -> bool:
-        doc = self.state.doc
-        if doc is None:
-            return False
-        if path is None:
-            suggestion = self._suggest(ORA_SUFFIX)
-            path = self.ask_save_path(suggestion, "OpenRaster (*.ora)")
-            if not path:
-                return False
-        path = Path(path)
-        if path.suffix.lower() != ORA_SUFFIX:
-            path = path.with_name(path.name + ORA_SUFFIX)
-        return self.save_to(path)
-
-    def save_to(self, path: Path) -> bool:
-        doc = self.state.doc
-        try:
-            write_ora(doc, path)
-        except DocumentError as exc:
-            self.show_error(str(exc))
-            return False
-        doc.path = Path(path)
-        self.state.mark_saved()
-        self.prefs.add_recent_file(str(Path(path).resolve()))
-        self._update_title()
-        self.statusBar().showMessage(f"saved {path}", 5000)
-        return True
-
-    def export(self, path: str | Path | None = None) -> bool:
-        """Write the flattened visible layers as PNG (does not change what Save writes to)."""
-        doc = self.state.doc
-        if doc is None:
-            return False
-        path = path or self.ask_save_path(self._suggest("-edited.png"), "PNG image (*.png)")
-        if not path:
-            return False
-        try:
-            export_png(doc, path)
-        except DocumentError as exc:
-            self.show_error(str(exc))
-            return False
-        self.statusBar().showMessage(f"exported {path}", 5000)
-        return True
-
-    def _suggest(self, suffix: str) -> str:
-        doc = self.state.doc
-        base = doc.path or doc.source_path
-        if base is None:
-            return str(Path(self.prefs.last_dir or ".") / f"untitled{suffix}")
-        return str(base.with_name(base.stem + suffix))
-
     def _ask_save_path(self, suggestion: str, file_filter: str) -> str | None:
         path, _ = QFileDialog.getSaveFileName(self, "Save", suggestion, file_filter)
         return path or None
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in self.prefs.recent_files:
-            action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
-        self.recent_menu.setEnabled(True)
-        if not self.prefs.recent_files:
-            self.recent_menu.addAction("(none)").setEnabled(False)
-
-    def _open_recent(self, path: str) -> None:
-        if not Path(path).is_file():
-            self.prefs.remove_recent_file(path)
-            self.show_error(f"{path} no longer exists")
-            return
-        self.open_path(path)
-
-    # ------------------------------------------------------------------ drag and drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
-        if self._dropped_path(event.mimeData()) is not None:
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
-        path = self._dropped_path(event.mimeData())
-        if path is not None:
-            event.acceptProposedAction()
-            self.open_path(path)
-
-    @staticmethod
-    def _dropped_path(mime) -> str | None:
-        for url in mime.urls() if mime.hasUrls() else []:
-            if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in OPEN_SUFFIXES:
-                return url.toLocalFile()
-        return None
 
     # ------------------------------------------------------------------ masks / compare
     def mask_operation(self, op: str) -> None:
@@ -458,9 +303,9 @@ class MainWindow(QMainWindow):
         self.compare_action.setEnabled(is_result)
         if not is_result and self.compare_action.isChecked():
             self.compare_action.setChecked(False)
-        self._on_compare()
+        self.on_compare()
 
-    def _on_compare(self) -> None:
+    def on_compare(self) -> None:
         on = self.compare_action.isChecked() and self.compare_action.isEnabled()
         self.canvas.set_compare(self.state.active_uid if on else None)
         self.split.setEnabled(on)
@@ -584,9 +429,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("settings restored from the history", 4000)
 
     def show_error(self, message: str) -> None:
+        message = logs.name_log(message)  # "details are in the log (<which file>)"
         log.info("shown to the user: %s", message)
         self.progress.show_error(message)
         self.statusBar().showMessage(message, 10000)
+        if logs.LOG_MARK in message:  # unexpected: a dialog with "Show Details..."
+            error_dialog.show(self, message)
 
     # ------------------------------------------------------------------ closing
     def _ask_unsaved(self) -> str:
@@ -600,17 +448,17 @@ class MainWindow(QMainWindow):
         )
         return {buttons.Save: "save", buttons.Discard: "discard"}.get(answer, "cancel")
 
-    def _confirm_discard(self) -> bool:
+    def confirm_discard(self) -> bool:
         """True when the current document may be replaced or closed."""
         if not self.state.dirty:
             return True
         answer = self.ask_unsaved()
         if answer == "save":
-            return self.save()
+            return self.save(wait=True)
         return answer == "discard"
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
-        if not self._closed and not self._confirm_discard():
+        if not self._closed and not self.confirm_discard():
             event.ignore()
             return
         self.shutdown()
@@ -620,6 +468,7 @@ class MainWindow(QMainWindow):
         """Stop the worker thread and persist preferences (idempotent)."""
         if self._closed:
             return
+        self.files.wait()  # a save still being written finishes first
         self._closed = True
         self.state.blockSignals(True)  # no more updates into a closing window
         self.state.undo.blockSignals(True)

@@ -162,6 +162,15 @@ class Preferences:
     def bridge_enabled(self, on: bool) -> None:
         self._s.setValue("bridge/enabled", "true" if on else "false")
 
+    @property
+    def hint_dismissed(self) -> bool:
+        """The first-run hint was dismissed ("Got it")."""
+        return str(self._s.value("help/hint_dismissed", "false")).lower() == "true"
+
+    @hint_dismissed.setter
+    def hint_dismissed(self, on: bool) -> None:
+        self._s.setValue("help/hint_dismissed", "true" if on else "false")
+
     # ------------------------------------------------------------------ helpers
     def _json(self, key: str, default):
         raw = self._s.value(key, "")

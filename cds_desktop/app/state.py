@@ -70,6 +70,8 @@ class DocumentState(QObject):
 
     # ------------------------------------------------------------------ layer operations
     def add_layer(self, layer: Layer, index: int, text: str | None = None) -> None:
+        """Insert ``layer`` (undoable); a name another layer has gets a number (``#2``)."""
+        layer.name = self.doc.unique_name(layer.name)
         self.undo.push(AddLayer(self, layer, index, text or f"Add layer {layer.name!r}"))
 
     def delete_layer(self, uid: int) -> None:

@@ -182,14 +182,14 @@ class Connection:
         except P.ConnectionClosed:
             log.debug("%s closed the connection", self.name)
         except P.NotProtocol as exc:
-            log.info("%s rejected: %s", self.name, exc.message)
+            self._log_end("%s rejected: %s", self.name, exc.message)
         except P.ProtocolError as exc:
-            log.info("%s dropped: %s", self.name, exc)
+            self._log_end("%s dropped: %s", self.name, exc)
             if self._handshaken:  # before our handshake reply, frames would be noise
                 self._fatal(exc.code, exc.message)
         except OSError as exc:
             if not self._stopping.is_set():
-                log.info("%s connection error: %s", self.name, exc)
+                self._log_end("%s connection error: %s", self.name, exc)
         except Exception:  # noqa: BLE001 - never let one client take the server down
             if self._stopping.is_set() or self._sock_closed:
                 log.debug("%s: error after close", self.name, exc_info=True)
@@ -201,6 +201,12 @@ class Connection:
             self._finish_writer()
             self._close_socket()
             self.gate.leave(self)
+
+    def _log_end(self, fmt: str, *args) -> None:
+        """INFO for clients that authenticated; DEBUG before that, so that unauthenticated
+        connections cannot flood the log (failed authentications are logged, rate-limited,
+        by the token guard)."""
+        log.log(logging.INFO if self.session is not None else logging.DEBUG, fmt, *args)
 
     def _open(self) -> ClientSession:
         """Handshake + hello within ``handshake_timeout`` in total; then admit and welcome."""

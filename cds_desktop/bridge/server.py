@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ DEFAULT_HOST = P.DEFAULT_HOST
 SERVER_NAME = "cds-desktop"
 #: longest pause of the accept loop after a failed accept() (e.g. out of descriptors)
 MAX_ACCEPT_BACKOFF = 1.0
+#: refused connections are closed after this long (or their EOF), at most MAX_REFUSALS kept
+REFUSAL_LINGER_S = 1.0
+MAX_REFUSALS = 64
 
 
 class BridgeServerError(RuntimeError):
@@ -243,9 +247,17 @@ class BridgeServer:
 
     # ------------------------------------------------------------------ accept loop
     def _accept_loop(self, listener: socket.socket) -> None:
+        refusals = _Refusals()
+        try:
+            self._accept_until_stopped(listener, refusals)
+        finally:
+            refusals.tend(closing=True)
+
+    def _accept_until_stopped(self, listener: socket.socket, refusals: _Refusals) -> None:
         listener.settimeout(0.25)
         backoff = 0.0
         while not self._stopping.is_set():
+            refusals.tend()
             try:
                 sock, addr = listener.accept()
             except TimeoutError:
@@ -261,9 +273,9 @@ class BridgeServer:
             if backoff:
                 log.info("accepting connections again")
                 backoff = 0.0
-            self._handle_new(sock, addr)
+            self._handle_new(sock, addr, refusals)
 
-    def _handle_new(self, sock: socket.socket, addr) -> None:
+    def _handle_new(self, sock: socket.socket, addr, refusals: _Refusals) -> None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, addr, self, self.limits)
@@ -272,8 +284,11 @@ class BridgeServer:
                 if not full:
                     self._pending.add(conn)
             if full:
-                _refuse(sock, f"too many connections waiting to authenticate (max "
-                              f"{self.limits.max_pending}); try again later")  # fmt: skip
+                message = (
+                    f"too many connections waiting to authenticate (max "
+                    f"{self.limits.max_pending}); try again later"
+                )
+                refusals.refuse(sock, message)
                 return
             try:
                 conn.start()
@@ -286,21 +301,46 @@ class BridgeServer:
             sock.close()
 
 
-def _refuse(sock: socket.socket, message: str) -> None:
-    """Answer the handshake with a fatal BUSY without a thread (non-blocking), then close."""
-    try:
-        sock.setblocking(False)
-        try:  # read what the client sent, so closing does not reset the connection
-            sock.recv(65536)
-        except OSError:
-            pass
+class _Refusals:
+    """Connections answered with a fatal BUSY by the accept thread itself (no thread each):
+    the reply is sent without blocking, the write side closed, and the socket kept for
+    REFUSAL_LINGER_S while what the client still sends is discarded, so that closing it
+    does not reset the connection before the client has read the reply."""
+
+    def __init__(self) -> None:
+        self._socks: deque[tuple[float, socket.socket]] = deque()
+
+    def refuse(self, sock: socket.socket, message: str) -> None:
         frame = P.encode_handshake() + P.encode_message(error_message(P.BUSY, message, fatal=True))
-        sock.send(frame)
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+        try:
+            sock.setblocking(False)
+            sock.send(frame)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(self._socks) >= MAX_REFUSALS:
+            _, oldest = self._socks.popleft()
+            oldest.close()
+        self._socks.append((time.monotonic() + REFUSAL_LINGER_S, sock))
+
+    def tend(self, closing: bool = False) -> None:
+        """Discard incoming data; close the sockets whose time is up (all if ``closing``)."""
+        now = time.monotonic()
+        for _ in range(len(self._socks)):
+            deadline, sock = self._socks.popleft()
+            try:
+                while sock.recv(65536):
+                    pass
+                eof = True
+            except BlockingIOError:
+                eof = False
+            except OSError:
+                eof = True
+            if eof or closing or now >= deadline:
+                sock.close()
+            else:
+                self._socks.append((deadline, sock))
 
 
 def _join(threads: list[threading.Thread], deadline: float) -> None:

@@ -12,6 +12,7 @@ whichever comes first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -20,7 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
+from cds_desktop.engine.models import DEMO_MODEL
 from plugin_bridge import protocol as P
 
 from .images import ImageError, encode_png_array
@@ -51,7 +56,7 @@ class Deferred:
 #: what a session hands to ``send``
 Outgoing = P.Message | Deferred
 Send = Callable[[Outgoing], None]
-Submit = Callable[[J.EditRequest, J.Listener], J.Job]
+Submit = Callable[[J.EditRequest, J.Listener, J.Prepare], J.Job]
 
 
 def is_droppable(item: Outgoing) -> bool:
@@ -73,6 +78,8 @@ class _JobState:
     engine: J.Job | None = None
     finished: bool = False
     last_preview: float = float("-inf")
+    reserved: int = 0  # bytes of the queue budget this job holds until it starts
+    decode_error: ImageError | None = None
 
 
 class ClientSession:
@@ -85,7 +92,7 @@ class ClientSession:
         submit: Submit,
         *,
         limits: ServerLimits = ServerLimits(),
-        choice: Callable[[], ModelChoice] = lambda: ModelChoice("tiny-random"),
+        choice: Callable[[], ModelChoice] = lambda: ModelChoice(DEMO_MODEL),
         queue_length: Callable[[], int] = lambda: 0,
         budget: ByteBudget | None = None,
         name: str = "client",
@@ -174,16 +181,53 @@ class ClientSession:
             raise
 
     def _submit(self, state: _JobState) -> None:
+        """Queue the job with its uploads still compressed; they are decoded by ``prepare``
+        on the worker thread when the job starts (one decoded job in memory at a time)."""
         spec = state.spec
+        size = spec.upload_bytes
+        if not self.budget.reserve(size):
+            raise RequestError(
+                P.BUSY,
+                f"the queue already holds {_mib(self.budget.used)} of uploads (max "
+                f"{_mib(self.budget.capacity)}); send this edit when a job has finished",
+            )
+        state.reserved = size
+        placeholder = np.empty((0, 0, 4), np.uint8)  # replaced by prepare()
+        request = spec.engine_request(
+            placeholder, None, self.choice(), ("bridge", self.tag, spec.job)
+        )
         try:
-            image, mask = spec.decode(self.limits.max_pixels)
-        except ImageError as exc:
-            raise RequestError(exc.code, exc.message) from None
-        request = spec.engine_request(image, mask, self.choice(), ("bridge", self.tag, spec.job))
-        try:
-            state.engine = self.submit(request, self._listener(state))
+            job = self.submit(request, self._listener(state), self._preparer(state))
         except RuntimeError as exc:  # the queue is shut down
+            self._release(state)
             raise RequestError(P.BUSY, f"the server is stopping ({exc})") from None
+        except BaseException:
+            self._release(state)
+            raise
+        with self._lock:
+            ended = state.finished  # end_all() came while submitting: already told CANCELLED
+            if not ended:
+                state.engine = job
+        if ended:
+            job.cancel()
+
+    def _preparer(self, state: _JobState) -> J.Prepare:
+        def prepare(request: J.EditRequest) -> J.EditRequest:
+            self._release(state)
+            try:
+                image, mask = state.spec.decode(self.limits.max_pixels)
+            except ImageError as exc:
+                state.decode_error = exc
+                raise EditError(exc.message) from None
+            return dataclasses.replace(request, image=image, mask=mask)
+
+        return prepare
+
+    def _release(self, state: _JobState) -> None:
+        with self._lock:
+            size, state.reserved = state.reserved, 0
+        if size:
+            self.budget.release(size)
 
     # ------------------------------------------------------------------ ending
     def end_all(self, reason: str) -> None:
@@ -207,12 +251,14 @@ class ClientSession:
 
     def _finish(self, state: _JobState, message: Outgoing | None) -> bool:
         """Send a job's final message unless it already had one. True if this one was sent."""
+        self._release(state)
         with self._lock:
             if state.finished:
                 return False
             state.finished = True
             if self._jobs.get(state.spec.job) is state:
                 del self._jobs[state.spec.job]
+            state.engine = None  # job -> listener -> state -> job: no cycle left for the GC
         if message is not None:
             self.send(message)
         return True
@@ -246,6 +292,8 @@ class ClientSession:
             return Deferred(job, lambda: self._result_message(state, result))
         if event.kind is J.CANCELLED:
             return error_message(P.CANCELLED, event.message or "cancelled", job=job)
+        if state.decode_error is not None:  # an upload that is not a readable PNG after all
+            return error_message(state.decode_error.code, state.decode_error.message, job=job)
         return error_message(FAILURE_CODES[event.failure], event.error or "", job=job)
 
     def _progress(self, state: _JobState, progress) -> Outgoing:
@@ -287,6 +335,10 @@ class ClientSession:
             steps=result.steps,
             model=result.model_label,
         )
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -1,6 +1,6 @@
 """cds_desktop.engine: the CDS method, models, images and the job queue. No Qt, no sockets."""
 
-from .cds import CDSObjective, EditResult, Progress, edit, run_edit
+from .cds import CDSObjective, EditResult, Progress, drain, edit, edits, run_edit, run_edits
 from .errors import EditCancelled, EditError, ModelError, NumericalError
 from .settings import EditSettings
 
@@ -13,6 +13,9 @@ __all__ = [
     "ModelError",
     "NumericalError",
     "Progress",
+    "drain",
     "edit",
+    "edits",
     "run_edit",
+    "run_edits",
 ]

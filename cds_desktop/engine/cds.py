@@ -6,23 +6,35 @@ The objective's gradient with respect to the target latent, per step (paper nota
       + w_cut * d/dz_trg  sum_layers PatchNCE(F_trg, sg(F_src))          # CUT
 
 with z_t = sqrt(a_t) z + sqrt(1 - a_t) eps for one shared (t, eps), k = 2000 w_dds / 4096 per
-latent element (see EditSettings.dds_gain) and F the outputs of the UNet's up-block
-self-attention layers. SGD: z_trg <- z_trg - lr * g.
+latent element (see EditSettings.dds_gain), F the outputs of the UNet's up-block
+self-attention layers and PatchNCE the published CDS orientation (source anchor, see
+losses.patch_nce). SGD: z_trg <- z_trg - lr * g.
 
 Loop structure (vs the published code's 4-sample no-grad pass + 2-sample grad pass with
-trainable attn1 weights): one no-grad pass over 3 samples [src-uncond, src-cond, trg-uncond]
-(capturing F_src from src-cond) and one grad pass over trg-cond only (giving F_trg and
-eps(z_t_trg, y_trg) at once), UNet weights frozen, SDPA attention. In DDS mode the 4 samples
+trainable attn1 weights): one no-grad pass over [src-uncond, src-cond, trg-uncond x K]
+(capturing F_src from src-cond) and one grad pass over the K trg-conds only (giving F_trg and
+eps(z_t_trg, y_trg) at once), UNet weights frozen, SDPA attention. In DDS mode all samples
 share one no-grad pass.
+
+Several target prompts for one image (``run_edits``) share the source branch: per step one t,
+one noise and one set of patch positions for all K targets, the source rows computed once, the
+K target latents as one batch (in chunks that fit a memory budget, see ``targets_per_chunk``).
+Each target's result equals that target edited alone with the same seed (rows of a batch are
+independent; only floating-point rounding of the batched kernels differs).
+
+Random draws come from CPU generators seeded by ``seed`` and are moved to the device, so a
+seeded edit draws the same t, noise and positions on every device.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,10 +42,21 @@ import torch
 from . import images
 from .attention import FeatureStore, capture_up_self_attention, frozen
 from .errors import EditCancelled, EditError, NumericalError
-from .losses import dds_direction, feature_grid, guided, patch_nce
+from .losses import dds_direction, draw_positions, feature_grid, guided, patch_nce
 from .settings import EditSettings
 
 CancelFlag = threading.Event | Callable[[], bool] | None
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: the patch-position generator is seeded with seed + this, so t/noise draws do not depend on
+#: whether (or how many) positions are drawn: DDS and CDS with one seed see the same t and noise
+PATCH_SEED_OFFSET = 0x5EED
+#: a chunk of targets may use this fraction of the device's free memory (see targets_per_chunk)
+MEMORY_FRACTION = 0.5
+#: head room on the measured autograd memory per target (transient activations)
+MEMORY_HEADROOM = 1.25
+FALLBACK_MEMORY_BUDGET = 4 << 30
 
 
 class CDSObjective:
@@ -45,6 +68,9 @@ class CDSObjective:
         self.alphas_cumprod = scheduler.alphas_cumprod.to(dtype=torch.float32)
         self.store = FeatureStore()
         self._emb_cache: dict = {}
+        #: autograd memory one target row kept for the backward pass in the last measured step
+        #: (bytes; ``step_gradient(..., measure=True)``), None before
+        self.bytes_per_target: int | None = None
 
     @contextmanager
     def session(self) -> Iterator[CDSObjective]:
@@ -68,42 +94,128 @@ class CDSObjective:
         cond_src: torch.Tensor,
         cond_trg: torch.Tensor,
         generator: torch.Generator | None = None,
+        chunk: int | None = None,
     ) -> torch.Tensor:
         """d(objective)/d(z_trg) for one explicit (t, eps). Latents (B, C, h, w); embeddings
-        (B or 1, L, D). Rows of a batch are independent edits. The result has z_trg's dtype
-        (keep the latents fp32 when the UNet runs in fp16/bf16)."""
+        (B or 1, L, D). Rows of a batch are independent edits. ``z_src`` and ``noise`` may have
+        one row shared by all B targets: the source branch is then computed once. The result
+        has z_trg's dtype (keep the latents fp32 when the UNet runs in fp16/bf16).
+        ``generator`` (a CPU generator) draws the patch positions; ``chunk`` caps the target
+        rows per UNet call."""
         with self.session():
             return self.step_gradient(
-                z_src, z_trg, timestep, noise, uncond, cond_src, cond_trg, generator
+                z_src, z_trg, timestep, noise, uncond, cond_src, cond_trg, generator, chunk
             )
 
-    # The hot path: called inside session() by run_edit.
+    # The hot path: called inside session() by run_edits.
     def step_gradient(
-        self, z_src, z_trg, timestep, noise, uncond, cond_src, cond_trg, generator=None
+        self,
+        z_src,
+        z_trg,
+        timestep,
+        noise,
+        uncond,
+        cond_src,
+        cond_trg,
+        generator=None,
+        chunk=None,
+        measure=False,
     ):
-        s = self.settings
-        b = z_trg.shape[0]
+        """As :meth:`gradient`, inside :meth:`session`. ``measure``: record
+        ``bytes_per_target`` from the first chunk's grad pass."""
+        bs, bt = z_src.shape[0], z_trg.shape[0]
+        shared = bs == 1
+        if not shared and bs != bt:
+            raise ValueError(f"z_src has {bs} rows: expected 1 (shared) or {bt} (one per target)")
+        if noise.shape[0] not in (1, bs):
+            raise ValueError(f"noise has {noise.shape[0]} rows: expected 1 or {bs}")
+        chunk = bt if chunk is None else max(1, min(int(chunk), bt))
         t = torch.as_tensor(timestep, device=z_trg.device)
         a_t = self._alphas(z_trg.device)[t].to(z_trg.dtype)
         scales = (a_t.sqrt(), (1 - a_t).sqrt())  # z_t = sqrt(a) z + sqrt(1 - a) eps, computed once
+        positions: dict[int, list] = {}  # one set of patch positions per layer, for every chunk
+        source = None  # the shared source branch, computed with the first chunk
+        grads = []
+        for start in range(0, bt, chunk):
+            rows = slice(start, min(start + chunk, bt))
+            src_rows = (slice(0, 1) if source is None else None) if shared else rows
+            grad, src = self._chunk_gradient(
+                z_src,
+                z_trg[rows],
+                noise if noise.shape[0] == 1 else noise[rows],
+                t,
+                scales,
+                uncond,
+                cond_src,
+                cond_trg,
+                rows,
+                src_rows,
+                source,
+                generator,
+                positions,
+                measure and start == 0,
+            )
+            if shared:
+                source = src
+            grads.append(grad)
+        return grads[0] if len(grads) == 1 else torch.cat(grads)
+
+    def _chunk_gradient(
+        self,
+        z_src,
+        z_trg,
+        noise,
+        t,
+        scales,
+        uncond,
+        cond_src,
+        cond_trg,
+        rows,
+        src_rows,
+        source,
+        generator,
+        positions,
+        measure,
+    ):
+        """The gradient for the target rows ``z_trg`` (rows ``rows`` of the batch). The source
+        rows ``src_rows`` ride along in the no-grad pass, or (``src_rows`` None) ``source`` =
+        (eps_su, eps_sc, features) was computed with an earlier chunk of this step."""
+        s = self.settings
         w_cut = s.effective_w_cut
+        n = z_trg.shape[0]
         with torch.no_grad():
-            z_t_src = scales[0] * z_src + scales[1] * noise
             z_t_trg = scales[0] * z_trg + scales[1] * noise
-            if w_cut == 0:  # DDS: all four samples in one no-grad pass
-                emb = self._embeddings(b, uncond, cond_src, uncond, cond_trg)
-                eps = self._eps(torch.cat([z_t_src, z_t_src, z_t_trg, z_t_trg]), t, emb)
-                e_su, e_sc, e_tu, e_tc = eps.chunk(4)
-            else:  # CDS: 3 samples, capturing the source-cond features (rows b..2b)
-                emb = self._embeddings(b, uncond, cond_src, uncond)
-                self.store.select(slice(b, 2 * b))
-                eps = self._eps(torch.cat([z_t_src, z_t_src, z_t_trg]), t, emb)
-                reference = self.store.take()
-                e_su, e_sc, e_tu = eps.chunk(3)
+            latents, embs, m = [], [], 0
+            if src_rows is not None:
+                z_t_src = scales[0] * z_src[src_rows] + scales[1] * noise
+                m = z_t_src.shape[0]
+                latents += [z_t_src, z_t_src]
+                embs += [(uncond, None, m), (cond_src, src_rows, m)]
+            latents.append(z_t_trg)
+            embs.append((uncond, None, n))
+            if w_cut == 0:  # DDS: every sample in the one no-grad pass
+                latents.append(z_t_trg)
+                embs.append((cond_trg, rows, n))
+            else:  # CDS: capture the source-cond features (rows m..2m)
+                self.store.select(slice(m, 2 * m) if m else None)
+            eps = self._eps(torch.cat(latents), t, self._embeddings(embs))
+            if m:
+                source = (eps[:m], eps[m : 2 * m], self.store.take() if w_cut > 0 else None)
+            e_su, e_sc, reference = source
+            e_tu = eps[2 * m : 2 * m + n]
+            e_tc = eps[2 * m + n :] if w_cut == 0 else None
         grad_cut = None
         if w_cut > 0:
             e_tc, grad_cut = self._cut_pass(
-                z_trg, noise, scales, t, self._embeddings(b, cond_trg), reference, generator
+                z_trg,
+                noise,
+                scales,
+                t,
+                self._embeddings([(cond_trg, rows, n)]),
+                reference,
+                generator,
+                positions,
+                measure,
             )
         direction = dds_direction(
             guided(e_tu, e_tc, s.guidance_scale), guided(e_su, e_sc, s.guidance_scale)
@@ -111,76 +223,165 @@ class CDSObjective:
         grad = s.dds_gain(*z_trg.shape[-2:]) * direction
         if grad_cut is not None:
             grad = grad + w_cut * grad_cut
-        return grad
+        return grad, source
 
     def _alphas(self, device: torch.device) -> torch.Tensor:
         if self.alphas_cumprod.device != device:  # once per device, not per step
             self.alphas_cumprod = self.alphas_cumprod.to(device)
         return self.alphas_cumprod
 
-    def _embeddings(self, batch: int, *parts: torch.Tensor) -> torch.Tensor:
-        """Concatenate (1 or B, L, D) embeddings into one batch, cached across steps."""
-        key = (batch,) + tuple(id(p) for p in parts)
+    def _embeddings(self, parts: list) -> torch.Tensor:
+        """One batch of embeddings from (tensor (1|B, L, D), rows or None, count) parts: a
+        one-row tensor is repeated ``count`` times, a B-row tensor sliced. Cached across steps."""
+        key = tuple((id(e), None if r is None else (r.start, r.stop), c) for e, r, c in parts)
         if key not in self._emb_cache:
-            if len(self._emb_cache) >= 4:
+            if len(self._emb_cache) >= 8:
                 self._emb_cache.clear()
-            # the parts are kept alongside, so their ids cannot be reused while cached
-            self._emb_cache[key] = (parts, torch.cat([p.expand(batch, -1, -1) for p in parts]))
+            pieces = [
+                (e if r is None or e.shape[0] == 1 else e[r]).expand(c, -1, -1) for e, r, c in parts
+            ]
+            # the tensors are kept alongside, so their ids cannot be reused while cached
+            self._emb_cache[key] = ([p[0] for p in parts], torch.cat(pieces))
         return self._emb_cache[key][1]
 
     def _eps(self, latents: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         out = self.unet(latents.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
         return out.to(latents.dtype)
 
-    def _cut_pass(self, z_trg, noise, scales, t, cond_trg, reference, generator):
-        """Grad pass over the target-cond sample: eps(z_t_trg, y_trg) and w.r.t. z_trg the
-        gradient of sum over layers of PatchNCE(F_trg, sg(F_src))."""
+    def _cut_pass(
+        self, z_trg, noise, scales, t, cond_trg, reference, generator, positions, measure
+    ):
+        """Grad pass over the target-cond samples: eps(z_t_trg, y_trg) and w.r.t. z_trg the
+        gradient of sum over layers of PatchNCE(F_trg, sg(F_src)). ``positions`` holds the
+        patch positions per layer of this step (drawn on the first chunk, reused after)."""
         s = self.settings
         z = z_trg.detach().requires_grad_(True)
         hw = tuple(z_trg.shape[-2:])
-        with torch.enable_grad():
+        meter = _SavedBytes(self.unet) if measure else None
+        with torch.enable_grad(), meter or nullcontext():
             z_t = scales[0] * z + scales[1] * noise
             self.store.select(slice(None))
             eps = self._eps(z_t, t, cond_trg)
             query = self.store.take()
-            loss = sum(
-                patch_nce(
-                    feature_grid(q.to(z.dtype), hw),
-                    feature_grid(k.to(z.dtype), hw),
-                    s.patch_sizes,
-                    s.n_patches,
-                    s.tau,
-                    generator,
-                ).sum()
-                for q, k in zip(query, reference, strict=True)
-            )
-            (grad,) = torch.autograd.grad(loss, z)
+            loss = 0
+            for layer, (q, k) in enumerate(zip(query, reference, strict=True)):
+                trg, src = feature_grid(q.to(z.dtype), hw), feature_grid(k.to(z.dtype), hw)
+                if layer not in positions:
+                    positions[layer] = draw_positions(
+                        trg.shape[-2:], s.patch_sizes, s.n_patches, generator, trg.device
+                    )
+                loss = (
+                    loss
+                    + patch_nce(
+                        trg, src, s.patch_sizes, s.n_patches, s.tau, positions=positions[layer]
+                    ).sum()
+                )
+        if meter is not None:
+            self.bytes_per_target = meter.total // z.shape[0]
+        (grad,) = torch.autograd.grad(loss, z)
         return eps.detach(), grad
+
+
+def _pick(tensor: torch.Tensor, rows: slice) -> torch.Tensor:
+    """Rows of a per-target tensor; a one-row tensor is shared by all targets."""
+    return tensor if tensor.shape[0] == 1 else tensor[rows]
+
+
+class _SavedBytes(torch.autograd.graph.saved_tensors_hooks):
+    """Counts the bytes autograd keeps for the backward pass (tensors the graph saves, each
+    storage once, the module's own parameters excluded)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.total = 0
+        seen = {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+        def pack(x: torch.Tensor) -> torch.Tensor:
+            try:
+                ptr = x.untyped_storage().data_ptr()
+                if ptr not in seen:
+                    seen.add(ptr)
+                    self.total += x.untyped_storage().nbytes()
+            except (RuntimeError, NotImplementedError):  # tensors without storage
+                pass
+            return x
+
+        super().__init__(pack, lambda x: x)
+
+
+def targets_per_chunk(count: int, bytes_per_target: int | None, budget: int) -> int:
+    """How many targets go through the UNet together: all of them when their measured
+    autograd memory (times MEMORY_HEADROOM) fits ``budget``, otherwise as many as fit (>= 1)."""
+    if not bytes_per_target:
+        return count
+    return max(1, min(count, int(budget // (bytes_per_target * MEMORY_HEADROOM))))
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """MEMORY_FRACTION of the free memory of ``device`` (bytes), for targets_per_chunk."""
+    free = None
+    try:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+        elif device.type == "mps":
+            free = torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+        else:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        free = None
+    return int(MEMORY_FRACTION * free) if free and free > 0 else FALLBACK_MEMORY_BUDGET
+
+
+class Draws:
+    """The random draws of a seeded edit, made on CPU generators and moved to the device.
+
+    ``step`` draws t ~ U{lo..hi} and the noise (from ``seed``); ``patches`` draws the patch
+    positions (from ``seed + PATCH_SEED_OFFSET``). The values depend only on the seed, never on
+    the device, the number of targets or the mode."""
+
+    def __init__(self, seed: int) -> None:
+        self.noise = torch.Generator(device="cpu").manual_seed(seed)
+        self.patches = torch.Generator(device="cpu").manual_seed(seed + PATCH_SEED_OFFSET)
+
+    def step(self, t_range: tuple[int, int], shape, device) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = t_range
+        t = torch.randint(lo, hi + 1, (), generator=self.noise)
+        noise = torch.randn(tuple(shape), generator=self.noise)
+        return t.to(device), noise.to(device)
 
 
 # ----------------------------------------------------------------------------- the edit
 @dataclass
 class Progress:
-    """Yielded once per step. ``preview()`` is cheap (linear latent->RGB, computed on demand);
-    ``decoded`` is a full VAE decode of the working region every ``preview_every`` steps."""
+    """Yielded once per step by :func:`run_edits`, for ``count`` targets.
+
+    Holds no device tensors: the cheap previews (linear latent->RGB at latent resolution) are
+    computed on the generating thread, so any thread may read a Progress. ``decoded`` holds a
+    full VAE decode of the working region per target every ``preview_every`` steps."""
 
     step: int
     total: int
     box: tuple[int, int, int, int]
     elapsed: float
-    decoded: np.ndarray | None = None
-    _latent: torch.Tensor | None = field(default=None, repr=False)
-    _projection: torch.Tensor | None = field(default=None, repr=False)
+    decoded: tuple[np.ndarray, ...] | None = None
+    count: int = 1
+    previews: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
-    def preview(self) -> np.ndarray | None:
-        """(h, w, 3) uint8 RGB of the working region at latent resolution."""
+    def preview(self, index: int = 0) -> np.ndarray | None:
+        """(h, w, 3) uint8 RGB of target ``index``'s working region (the decode when this
+        step has one, else the cheap latent-resolution preview)."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"preview index {index}: this edit has {self.count} target(s)")
         if self.decoded is not None:
-            return self.decoded
-        if self._latent is None or self._projection is None:
-            return None
-        z = self._latent[0].float().cpu()
-        x = torch.cat([z, torch.ones_like(z[:1])]).permute(1, 2, 0) @ self._projection
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            return self.decoded[index]
+        return self.previews[index] if self.previews else None
+
+
+def cheap_previews(z: torch.Tensor, projection: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """(K, C, h, w) latents -> K (h, w, 3) uint8 previews with a (C+1, 3) linear projection."""
+    z = z.detach().float().cpu()
+    x = torch.cat([z, torch.ones_like(z[:, :1])], dim=1).permute(0, 2, 3, 1) @ projection.cpu()
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    return tuple(arr)
 
 
 @dataclass
@@ -208,6 +409,110 @@ def check_prompts(source: str, target: str) -> None:
             raise EditError(f"the {name} is empty: describe the image ({name.split()[0]})")
 
 
+def run_edits(
+    model,
+    image,
+    source_prompt: str,
+    targets: Sequence[str],
+    mask=None,
+    settings: EditSettings | None = None,
+    cancel: CancelFlag = None,
+    *,
+    memory_budget: int | None = None,
+) -> Generator[Progress, None, list[EditResult]]:
+    """Edit ``image`` from ``source_prompt`` toward each of ``targets`` in one shared run.
+
+    Yields one Progress per step (``count`` = K targets). Returns (StopIteration.value) one
+    EditResult per target, in order; each equals that target edited alone with the same seed
+    (to floating-point rounding). The target latents run as one batch, in chunks chosen so
+    the measured autograd memory fits ``memory_budget`` (bytes; default MEMORY_FRACTION of the
+    device's free memory): step 1 measures it with one target, then chooses. Raises
+    EditCancelled within one step of ``cancel`` being set, EditError for bad input.
+    """
+    started = time.perf_counter()
+    settings = (settings or EditSettings()).resolved(
+        w_cut=model.recommended.get("w_cut"), working_size=model.native_size
+    )
+    targets = tuple(targets)
+    if not targets:
+        raise EditError("no target prompt: give at least one")
+    for target in targets:
+        check_prompts(source_prompt, target)
+    count = len(targets)
+    rgba = images.to_rgba(image)
+    mask_arr = None if mask is None else images.to_mask(mask, rgba.shape[:2])
+    region = images.plan_region(
+        rgba.shape[:2], mask_arr, settings.working_size, model.size_multiple, settings.crop_margin
+    )
+    device = model.device
+    draws = Draws(settings.seed)
+    budget = default_memory_budget(device) if memory_budget is None else int(memory_budget)
+
+    z_src = model.vae.encode(images.region_tensor(rgba, region).to(device)).float()
+    z_trg = z_src.repeat(count, 1, 1, 1)
+    uncond, cond_src = model.encode_prompt(""), model.encode_prompt(source_prompt)
+    cond_trg = torch.cat([model.encode_prompt(t) for t in targets])
+    objective = CDSObjective(model.unet, model.scheduler, settings)
+    projection = model.rgb_projection().detach().float().cpu()
+    measure = count > 1 and settings.effective_w_cut > 0
+    chunk = 1 if measure else count
+    with objective.session():
+        for step in range(1, settings.steps + 1):
+            if _cancelled(cancel):
+                raise EditCancelled(f"cancelled at step {step - 1}/{settings.steps}")
+            t, noise = draws.step(settings.t_range, z_src.shape, device)
+            grad = objective.step_gradient(
+                z_src,
+                z_trg,
+                t,
+                noise,
+                uncond,
+                cond_src,
+                cond_trg,
+                draws.patches,
+                chunk,
+                measure=measure and step == 1,
+            )
+            if measure and step == 1:
+                chunk = targets_per_chunk(count, objective.bytes_per_target, budget)
+            z_trg = z_trg - settings.lr * grad
+            decoded = None
+            if (
+                settings.preview_every
+                and step % settings.preview_every == 0
+                and step < settings.steps
+            ):
+                _check_finite(z_trg, step)
+                decoded = tuple(_decode(model, z_trg[i : i + 1]) for i in range(count))
+            yield Progress(
+                step,
+                settings.steps,
+                region.box,
+                time.perf_counter() - started,
+                decoded,
+                count,
+                cheap_previews(z_trg, projection),
+            )
+    _check_finite(z_trg, settings.steps)
+    results = []
+    for i, target in enumerate(targets):
+        edited = _decode(model, z_trg[i : i + 1])
+        results.append(
+            EditResult(
+                image=images.composite(rgba, edited, region, mask_arr, settings.feather),
+                region=edited,
+                box=region.box,
+                settings=settings,
+                source_prompt=source_prompt,
+                target_prompt=target,
+                model_label=model.label,
+                elapsed=time.perf_counter() - started,
+                steps=settings.steps,
+            )
+        )
+    return results
+
+
 def run_edit(
     model,
     image,
@@ -222,68 +527,14 @@ def run_edit(
     ``model`` is a LoadedModel. Returns (StopIteration.value) an EditResult. Raises
     EditCancelled within one step of ``cancel`` being set, EditError for bad input.
     """
-    started = time.perf_counter()
-    settings = (settings or EditSettings()).resolved(
-        w_cut=model.recommended.get("w_cut"), working_size=model.native_size
+    results = yield from run_edits(
+        model, image, source_prompt, (target_prompt,), mask, settings, cancel
     )
-    check_prompts(source_prompt, target_prompt)
-    rgba = images.to_rgba(image)
-    mask_arr = None if mask is None else images.to_mask(mask, rgba.shape[:2])
-    region = images.plan_region(
-        rgba.shape[:2], mask_arr, settings.working_size, model.size_multiple, settings.crop_margin
-    )
-    device = model.device
-    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    return results[0]
 
-    z_src = model.vae.encode(images.region_tensor(rgba, region).to(device)).float()
-    z_trg = z_src.clone()
-    uncond, cond_src, cond_trg = (
-        model.encode_prompt(p) for p in ("", source_prompt, target_prompt)
-    )
-    objective = CDSObjective(model.unet, model.scheduler, settings)
-    lo, hi = settings.t_range
-    projection = model.rgb_projection()
-    with objective.session():
-        for step in range(1, settings.steps + 1):
-            if _cancelled(cancel):
-                raise EditCancelled(f"cancelled at step {step - 1}/{settings.steps}")
-            t = torch.randint(lo, hi + 1, (), generator=generator, device=device)
-            noise = torch.randn(z_src.shape, generator=generator, device=device)
-            grad = objective.step_gradient(
-                z_src, z_trg, t, noise, uncond, cond_src, cond_trg, generator
-            )
-            z_trg = z_trg - settings.lr * grad
-            decoded = None
-            if (
-                settings.preview_every
-                and step % settings.preview_every == 0
-                and step < settings.steps
-            ):
-                _check_finite(z_trg, step)
-                decoded = images.tensor_to_rgb(model.vae.decode(z_trg))
-            yield Progress(
-                step,
-                settings.steps,
-                region.box,
-                time.perf_counter() - started,
-                decoded,
-                z_trg,
-                projection,
-            )
-    _check_finite(z_trg, settings.steps)
-    edited = images.tensor_to_rgb(model.vae.decode(z_trg))
-    out = images.composite(rgba, edited, region, mask_arr, settings.feather)
-    return EditResult(
-        image=out,
-        region=edited,
-        box=region.box,
-        settings=settings,
-        source_prompt=source_prompt,
-        target_prompt=target_prompt,
-        model_label=model.label,
-        elapsed=time.perf_counter() - started,
-        steps=settings.steps,
-    )
+
+def _decode(model, z: torch.Tensor) -> np.ndarray:
+    return images.tensor_to_rgb(model.vae.decode(z))
 
 
 def _check_finite(z: torch.Tensor, step: int) -> None:
@@ -294,13 +545,33 @@ def _check_finite(z: torch.Tensor, step: int) -> None:
         )
 
 
+def drain(gen: Generator[T, None, R], each: Callable[[T], object] | None = None) -> R:
+    """Run a generator to its end and return its return value, calling ``each`` on every
+    item it yields (the loop every caller of run_edit/run_edits needs)."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if each is not None:
+            each(item)
+
+
 def edit(
     model, image, source_prompt: str, target_prompt: str, mask=None, settings=None, cancel=None
 ) -> EditResult:
     """Run :func:`run_edit` to the end and return its EditResult (no progress)."""
-    gen = run_edit(model, image, source_prompt, target_prompt, mask, settings, cancel)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(run_edit(model, image, source_prompt, target_prompt, mask, settings, cancel))
+
+
+def edits(
+    model,
+    image,
+    source_prompt: str,
+    targets: Sequence[str],
+    mask=None,
+    settings=None,
+    cancel=None,
+) -> list[EditResult]:
+    """Run :func:`run_edits` to the end and return its EditResults (no progress)."""
+    return drain(run_edits(model, image, source_prompt, targets, mask, settings, cancel))

@@ -7,7 +7,10 @@ plug-ins run one at a time in submission order. Each job reports JobEvents to it
     queued -> loading (only when a model must be loaded) -> started -> progress* ->
     done | failed | cancelled
 
-A job cancelled while queued never starts; a running job stops within one step.
+A job cancelled while queued never starts; a running job stops within one step. A request
+with several target prompts (``target_prompt`` + ``extra_targets``) runs as one shared edit
+(``run_edits``): one job, one progress stream with ``Progress.count`` = K, one DONE event with
+``results`` (one EditResult per target, in order; ``result`` is the first); cancel stops all.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .cds import EditResult, Progress, run_edit
+from .cds import EditResult, Progress, drain, run_edits
 from .errors import EditCancelled, EditError, ModelError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings
@@ -71,6 +74,13 @@ class EditRequest:
     dtype: str = "auto"
     vae_backend: str = "torch"
     tag: Any = None  # opaque caller data (layer id, client, ...)
+    #: more target prompts edited in the same shared run (one result each, after target_prompt)
+    extra_targets: tuple[str, ...] = ()
+
+    @property
+    def target_prompts(self) -> tuple[str, ...]:
+        """Every target prompt of the job, in result order."""
+        return (self.target_prompt, *self.extra_targets)
 
     @property
     def model_key(self) -> tuple:
@@ -82,22 +92,34 @@ class JobEvent:
     job_id: int
     kind: EventKind
     progress: Progress | None = None
-    result: EditResult | None = None
+    result: EditResult | None = None  # = results[0]
     error: str | None = None
     message: str = ""
     failure: FailureKind | None = None  # set on FAILED
     position: int = 0  # on QUEUED: 1 = next to run (counting the running job)
+    results: tuple[EditResult, ...] = ()  # DONE: one per target prompt, in order
 
 
 Listener = Callable[[JobEvent], None]
+#: runs on the worker thread when a job starts and returns the request to run (the bridge
+#: keeps uploads compressed while queued and decodes them here); EditError -> USER_INPUT
+Prepare = Callable[[EditRequest], EditRequest]
 
 
 class Job:
-    def __init__(self, job_id: int, request: EditRequest, listener: Listener | None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        request: EditRequest,
+        listener: Listener | None,
+        prepare: Prepare | None = None,
+    ) -> None:
         self.id = job_id
         self.request = request
+        self._prepare = prepare
         self.state = QUEUED
         self.result: EditResult | None = None
+        self.results: tuple[EditResult, ...] = ()
         self.error: str | None = None
         self._listener = listener
         self._cancel = threading.Event()
@@ -117,7 +139,7 @@ class Job:
     def _emit(self, event: JobEvent) -> None:
         self.state = STARTED if event.kind == PROGRESS else event.kind
         if event.kind in FINAL:
-            self.result, self.error = event.result, event.error
+            self.result, self.results, self.error = event.result, event.results, event.error
         if self._listener is not None:
             try:
                 self._listener(event)
@@ -142,11 +164,14 @@ class JobQueue:
         self.current: Job | None = None
 
     # ------------------------------------------------------------------ public API
-    def submit(self, request: EditRequest, listener: Listener | None = None) -> Job:
+    def submit(
+        self, request: EditRequest, listener: Listener | None = None, prepare: Prepare | None = None
+    ) -> Job:
+        """Queue an edit. ``prepare`` (optional) replaces the request when the job starts."""
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
-            job = Job(next(self._ids), request, listener)
+            job = Job(next(self._ids), request, listener, prepare)
             position = len(self._queue) + 1 + (self.current is not None)
         # reported before the worker can see the job, so QUEUED always comes first
         job._emit(
@@ -221,6 +246,16 @@ class JobQueue:
         if job.cancel_requested:
             job._emit(JobEvent(job.id, CANCELLED, message="cancelled before it started"))
             return
+        if job._prepare is not None:
+            try:
+                job.request = job._prepare(job.request)
+            except EditError as exc:
+                job._emit(JobEvent(job.id, FAILED, error=str(exc), failure=FailureKind.USER_INPUT))
+                return
+            except Exception as exc:  # noqa: BLE001 - report, keep the worker alive
+                error = describe_failure(exc)
+                job._emit(JobEvent(job.id, FAILED, error=error, failure=FailureKind.INTERNAL))
+                return
         loaded = False
         try:
             model = self._get_model(job)
@@ -229,18 +264,18 @@ class JobQueue:
                 raise EditCancelled("cancelled while the model was loading")
             job._emit(JobEvent(job.id, STARTED, message=model.label))
             r = job.request
-            gen = run_edit(
-                model, r.image, r.source_prompt, r.target_prompt, r.mask, r.settings, job._cancel
+            gen = run_edits(
+                model, r.image, r.source_prompt, r.target_prompts, r.mask, r.settings, job._cancel
             )
-            while True:
-                try:
-                    progress = next(gen)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                job._emit(JobEvent(job.id, PROGRESS, progress=progress))
+            results = tuple(drain(gen, lambda p: job._emit(JobEvent(job.id, PROGRESS, progress=p))))
             job._emit(
-                JobEvent(job.id, DONE, result=result, message=f"done in {result.elapsed:.1f} s")
+                JobEvent(
+                    job.id,
+                    DONE,
+                    result=results[0],
+                    results=results,
+                    message=f"done in {results[0].elapsed:.1f} s",
+                )
             )
         except EditCancelled as exc:
             job._emit(JobEvent(job.id, CANCELLED, message=str(exc)))

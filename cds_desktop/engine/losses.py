@@ -2,9 +2,9 @@
 
 * DDS (Hertz et al. 2023): the gradient direction  eps(z_t_trg, y_trg) - eps(z_t_src, y_src),
   both with classifier-free guidance.
-* CUT / PatchNCE (Park et al. 2020, as used by CDS): for each self-attention feature map, each
-  patch position of the target (query) should match the same position of the source (positive,
-  detached) rather than any other sampled position (negatives).
+* PatchNCE as the published CDS code computes it (Nam et al. 2024, ``CutLoss.PatchNCELoss
+  (ref_noise, trg_noise)``): the **source** patch is the anchor, the **target** patches are the
+  positive and the negatives; see :func:`patch_nce` for the formula.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: the logit given to a query's own position in the negative set (published PatchNCE)
+#: the logit given to an anchor's own position in the negative set (published PatchNCE)
 SELF_NEGATIVE_LOGIT = -10.0
 
 
@@ -39,45 +39,83 @@ def feature_grid(tokens: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tens
     return tokens.transpose(1, 2).reshape(b, c, h, w)
 
 
-def nce_loss(query: torch.Tensor, positive: torch.Tensor, tau: float) -> torch.Tensor:
-    """PatchNCE over P sampled positions: (B, P, C) unit vectors -> (B,) mean cross-entropy.
+def info_nce(source: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE with the source as anchor: (B|1, P, C) source, (B, P, C) target unit vectors
+    -> (B,) mean over the P positions.
 
-    Logits for query i: [q_i.k_i, q_i.k_j for all j (with j = i set to -10)] / tau; label 0.
+    logits_i = [<S_i, T_i>, <S_i, T_1>, ..., <S_i, T_P> (j = i entry set to -10)] / tau, class 0.
+    The source is detached; the gradient reaches every T_j (positive and negatives).
     """
-    positive = positive.detach()
-    l_pos = (query * positive).sum(-1, keepdim=True)  # (B, P, 1)
-    l_neg = query @ positive.transpose(1, 2)  # (B, P, P)
+    source = source.detach()
+    l_pos = (source * target).sum(-1, keepdim=True)  # (B, P, 1)
+    l_neg = source @ target.transpose(1, 2)  # (B, P, P): row i = anchor S_i against T_j
     eye = torch.eye(l_neg.shape[-1], dtype=torch.bool, device=l_neg.device)
     l_neg = l_neg.masked_fill(eye, SELF_NEGATIVE_LOGIT)
     logits = torch.cat([l_pos, l_neg], dim=-1) / tau
     return -torch.log_softmax(logits, dim=-1)[..., 0].mean(-1)
 
 
+def sample_positions(
+    positions: int, n_patches: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor | None:
+    """min(n_patches, positions) distinct positions, drawn on the CPU (``generator`` must be a
+    CPU generator) and moved to ``device``; None when every position is used (no draw)."""
+    if n_patches >= positions:
+        return None
+    idx = torch.randperm(positions, generator=generator)[:n_patches]
+    return idx.to(device)
+
+
+def draw_positions(
+    hw: tuple[int, int],
+    patch_sizes: tuple[int, ...],
+    n_patches: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> list[torch.Tensor | None]:
+    """The sampled positions of one (h, w) feature map for each patch size (see patch_nce)."""
+    h, w = hw
+    return [
+        sample_positions((h // p) * (w // p), n_patches, generator, device) for p in patch_sizes
+    ]
+
+
 def patch_nce(
-    query: torch.Tensor,
-    reference: torch.Tensor,
+    target: torch.Tensor,
+    source: torch.Tensor,
     patch_sizes: tuple[int, ...],
     n_patches: int,
     tau: float,
     generator: torch.Generator | None = None,
+    positions: list[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
-    """PatchNCE between two (B, C, h, w) feature maps, summed over patch sizes -> (B,).
+    """PatchNCE of the published CDS code between (B, C, h, w) target features and (B or 1,
+    C, h, w) source features, summed over patch sizes -> (B,)::
 
-    For patch size p > 1 the maps are average-pooled with a p x p window first. At most
-    ``n_patches`` positions are sampled (the same positions for query and reference).
+        for each patch size p (p x p average pool when p > 1), features L2-normalised over C,
+        the same P = min(n_patches, positions) sampled positions for S (source) and T (target):
+            logits_i = [ <S_i, T_i>, <S_i, T_1>, ..., <S_i, T_P> with the j = i entry -10 ] / tau
+            loss_p = mean_i CrossEntropy(logits_i, class 0)
+        loss = sum_p loss_p
+
+    The source (reference) is detached, so the gradient reaches the target through T only, and
+    through every T_j: as the positive of anchor j and as a negative of every other anchor.
+    ``positions`` (one index tensor or None per patch size, see draw_positions) are the same
+    for every row of the batch; when not given they are drawn with ``generator`` on the CPU
+    (one randperm per patch size, only when n_patches < positions).
     """
-    total = query.new_zeros(query.shape[0])
-    for p in patch_sizes:
-        q, k = (F.avg_pool2d(query, p), F.avg_pool2d(reference, p)) if p > 1 else (query, reference)
-        q = F.normalize(q, dim=1).flatten(2).transpose(1, 2)  # (B, positions, C)
-        k = F.normalize(k, dim=1).flatten(2).transpose(1, 2)
-        positions = q.shape[1]
-        if positions == 0:
+    if positions is None:
+        positions = draw_positions(
+            target.shape[-2:], patch_sizes, n_patches, generator, target.device
+        )
+    total = target.new_zeros(target.shape[0])
+    for p, idx in zip(patch_sizes, positions, strict=True):
+        t, s = (F.avg_pool2d(target, p), F.avg_pool2d(source, p)) if p > 1 else (target, source)
+        t = F.normalize(t, dim=1).flatten(2).transpose(1, 2)  # (B, positions, C)
+        s = F.normalize(s, dim=1).flatten(2).transpose(1, 2)
+        if t.shape[1] == 0:
             continue
-        if n_patches < positions:
-            device = generator.device if generator is not None else q.device
-            idx = torch.randperm(positions, generator=generator, device=device)[:n_patches]
-            idx = idx.to(q.device)
-            q, k = q[:, idx], k[:, idx]
-        total = total + nce_loss(q, k, tau)
+        if idx is not None:
+            t, s = t[:, idx], s[:, idx]
+        total = total + info_nce(s, t, tau)
     return total

@@ -160,3 +160,104 @@ def test_export_png_writes_the_flattened_image(tmp_path):
     out = tmp_path / "flat.png"
     export_png(doc, out)
     assert np.array(Image.open(out)).tobytes() == flatten(doc).tobytes()
+
+
+# ----------------------------------------------------------------------------- cds extension
+def _edited_doc() -> Document:
+    """A source with a mask, a result made from it, and the History entry of that edit."""
+    from cds_desktop.app.documents import EditRecord
+
+    rng = np.random.default_rng(3)
+    source = Layer("source", rng.integers(0, 256, (12, 16, 4), dtype=np.uint8), x=2)
+    source.mask[3:7, 4:9] = 255
+    source.mask[8, 1] = 17  # soft mask values survive too
+    result = Layer("a blue circle (seed 4)", rng.integers(0, 256, (12, 16, 4), dtype=np.uint8))
+    result.source_uid, result.history_id = source.uid, 1
+    plain = Layer("plain", rng.integers(0, 256, (5, 5, 4), dtype=np.uint8))
+    thumb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    history = [
+        EditRecord(
+            1,
+            "a red circle",
+            "a blue circle",
+            {"seed": 4, "w_cut": None},
+            "m",
+            2.5,
+            result.uid,
+            thumb,
+        )
+    ]
+    return Document(20, 14, [source, result, plain], history=history)
+
+
+def test_ora_keeps_masks_result_links_and_history(tmp_path):
+    doc = _edited_doc()
+    path = tmp_path / "edited.ora"
+    write_ora(doc, path)
+    back = read_ora(path)
+    source, result, plain = back.layers
+    assert source.mask.tobytes() == doc.layers[0].mask.tobytes()
+    assert not result.has_mask and not plain.has_mask
+    assert result.source_uid == source.uid and result.history_id == 1
+    assert source.source_uid is None and plain.source_uid is None
+    (record,) = back.history
+    original = doc.history[0]
+    assert (record.id, record.source_prompt, record.target_prompt, record.settings) == (
+        1,
+        "a red circle",
+        "a blue circle",
+        {"seed": 4, "w_cut": None},
+    )
+    assert record.layer_uid == result.uid and record.elapsed == 2.5
+    assert record.thumbnail.tobytes() == original.thumbnail.tobytes()
+
+
+def test_ora_extension_leaves_the_standard_stack_alone(tmp_path):
+    """Programs that do not know the cds namespace see a plain OpenRaster file: standard
+    attributes only outside the namespace, extra files outside data/, a declared namespace."""
+    from cds_desktop.app.documents.ora import NS
+
+    path = tmp_path / "edited.ora"
+    write_ora(_edited_doc(), path)
+    with zipfile.ZipFile(path) as z:
+        xml = z.read("stack.xml")
+        names = z.namelist()
+    assert f'xmlns:cds="{NS}"'.encode() in xml
+    standard = {"name", "src", "x", "y", "opacity", "visibility", "selected"}
+    for node in ET.fromstring(xml).iter("layer"):
+        assert {k for k in node.attrib if not k.startswith("{")} <= standard
+        assert {k for k in node.attrib if k.startswith("{")} <= {
+            f"{{{NS}}}{n}" for n in ("id", "mask", "source", "history")
+        }
+    assert [n for n in names if n.startswith("data/")] == [
+        "data/layer0.png",
+        "data/layer1.png",
+        "data/layer2.png",
+    ]
+    assert all(
+        n.startswith(("data/", "cds-desktop/")) or "/" not in n or n.startswith("Thumbnails/")
+        for n in names
+    )
+
+
+def test_ora_with_a_damaged_history_still_opens(tmp_path):
+    path = tmp_path / "edited.ora"
+    write_ora(_edited_doc(), path)
+    damaged = tmp_path / "damaged.ora"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(damaged, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "cds-desktop/history.json":
+                data = b"[{not json"
+            dst.writestr(info, data)
+    back = read_ora(damaged)
+    assert len(back.layers) == 3 and back.history == []
+    assert back.layers[1].source_uid == back.layers[0].uid  # the links are in stack.xml
+
+
+def test_new_layer_names_are_unique():
+    doc = _edited_doc()
+    assert doc.unique_name("plain") == "plain #2"
+    doc.layers.append(Layer("plain #2", np.zeros((1, 1, 4), np.uint8)))
+    assert doc.unique_name("plain") == "plain #3"
+    assert doc.unique_name("new") == "new"

@@ -63,7 +63,7 @@ def test_recent_files_menu_and_missing_file(window, circle_png, tmp_path):
     window.open_path(circle_png)
     gone = tmp_path / "gone.png"
     window.prefs.add_recent_file(str(gone))
-    window._fill_recent()
+    window.recent_menu.aboutToShow.emit()  # what opening the menu does
     actions = [a.text() for a in window.recent_menu.actions()]
     assert actions[0] == str(gone) and str(circle_png.resolve()) in actions
     window.recent_menu.actions()[0].trigger()

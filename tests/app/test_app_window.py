@@ -21,7 +21,9 @@ def widget_pos(canvas, x: float, y: float) -> QPoint:
 
 
 def paint_stroke(window, points, tool: str = "brush", size: int = 10) -> None:
-    window.tools.update(tool=tool, size=size, hardness=1.0)
+    """A stroke through ``points`` with a brush ``size`` image pixels wide (the tool size is
+    in screen pixels)."""
+    window.tools.update(tool=tool, size=round(size * window.canvas.zoom), hardness=1.0)
     canvas = window.canvas
     QTest.mousePress(canvas, Qt.MouseButton.LeftButton, pos=widget_pos(canvas, *points[0]))
     for point in points[1:]:
@@ -177,7 +179,7 @@ def test_save_ora_never_overwrites_the_png(qtbot, window, circle_png, tmp_path):
     window.ask_save_path = lambda suggestion, _filter: (
         asked.append(suggestion) or str(tmp_path / "saved")
     )
-    assert window.save()
+    assert window.save(wait=True)
     assert asked == [str(tmp_path / "circle.ora")]
     assert circle_png.read_bytes() == png_bytes
     saved = tmp_path / "saved.ora"
@@ -186,8 +188,8 @@ def test_save_ora_never_overwrites_the_png(qtbot, window, circle_png, tmp_path):
     assert not window.state.dirty and "saved.ora" in window.windowTitle()
     window.state.set_visible(window.state.active_uid, False)
     window.ask_save_path = lambda *a: pytest.fail("an .ora document saves in place")
-    assert window.save() and not read_ora(saved).layers[0].visible
-    assert window.export(tmp_path / "flat.png") and (tmp_path / "flat.png").is_file()
+    assert window.save(wait=True) and not read_ora(saved).layers[0].visible
+    assert window.export(tmp_path / "flat.png", wait=True) and (tmp_path / "flat.png").is_file()
 
 
 def test_unsaved_changes_prompt_on_close(window, circle_png):

@@ -196,8 +196,8 @@ def test_disconnect_mid_job_cancels_it_and_frees_the_worker(server, job_queue, m
     submitted = []
     real_submit = job_queue.submit
 
-    def recording_submit(request, listener=None):
-        job = real_submit(request, listener)
+    def recording_submit(request, listener=None, prepare=None):
+        job = real_submit(request, listener, prepare)
         submitted.append(job)
         return job
 

@@ -11,6 +11,7 @@ from bridge_helpers import FAST, box_mask, png_bytes, rgba_image
 
 from cds_desktop.bridge import ClientSession, Deferred, ServerLimits
 from cds_desktop.bridge.requests import ModelChoice
+from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
 from plugin_bridge import protocol as P
 
@@ -20,10 +21,12 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.submitted: list[tuple[J.EditRequest, J.Listener, J.Job]] = []
+        self.prepares: list[J.Prepare] = []
 
-    def submit(self, request: J.EditRequest, listener: J.Listener) -> J.Job:
-        job = J.Job(len(self.submitted) + 1, request, listener)
+    def submit(self, request: J.EditRequest, listener: J.Listener, prepare=None) -> J.Job:
+        job = J.Job(len(self.submitted) + 1, request, listener, prepare)
         self.submitted.append((request, listener, job))
+        self.prepares.append(prepare)
         job._emit(J.JobEvent(job.id, J.QUEUED, message="queued (position 1)", position=1))
         return job
 
@@ -69,9 +72,39 @@ def test_edit_becomes_an_engine_request_and_a_queued_message():
     assert request.source_prompt == "a cat" and request.target_prompt == "a dog"
     assert request.model == "tiny-random" and request.device == "cpu"
     assert request.settings.steps == FAST["steps"] and request.tag == ("bridge", 7, "j1")
-    assert request.image.shape == (24, 32, 4) and request.mask.shape == (24, 32)
+    assert request.image.size == 0 and request.mask is None, "decoded while still queued"
     assert [m.type for m in sent] == [P.QUEUED] and sent[0].job == "j1"
     assert session.active_jobs == 1
+    assert session.budget.used > 0  # the compressed upload counts against the queue budget
+    started = queue.prepares[0](request)  # the worker calls this when the job starts
+    assert started.image.shape == (24, 32, 4) and started.mask.shape == (24, 32)
+    assert started.source_prompt == "a cat" and session.budget.used == 0
+
+
+def test_queued_upload_bytes_are_capped_with_busy():
+    one = len(edit_message().parts["image"]) + len(edit_message().parts["mask"])
+    session, sent, queue = make_session(max_queued_bytes=2 * one)
+    for job in ("a", "b", "c"):
+        session.handle(edit_message(job))
+    assert len(queue.submitted) == 2
+    assert sent[-1].type == P.ERROR and sent[-1]["code"] == P.BUSY and sent[-1].job == "c"
+    assert "MiB" in sent[-1]["message"] and not sent[-1]["fatal"]
+    _, listener, job = queue.submitted[0]
+    listener(J.JobEvent(job.id, J.CANCELLED, message="cancelled"))  # frees its bytes
+    session.handle(edit_message("c"))
+    assert len(queue.submitted) == 3
+
+
+def test_an_upload_that_fails_to_decode_at_start_is_bad_request():
+    session, sent, queue = make_session()
+    msg = edit_message()
+    msg.parts["image"] = msg.parts["image"][:60]  # header intact, pixel data cut off
+    session.handle(msg)
+    request, listener, job = queue.submitted[0]
+    with pytest.raises(EditError, match="image: not a readable PNG"):
+        queue.prepares[0](request)
+    listener(J.JobEvent(job.id, J.FAILED, error="x", failure=J.FailureKind.USER_INPUT))
+    assert sent[-1]["code"] == P.BAD_REQUEST and "image" in sent[-1]["message"]
 
 
 def test_ping_answers_with_the_nonce_and_queue_length():

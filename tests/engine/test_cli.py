@@ -9,7 +9,17 @@ from PIL import Image
 
 from cds_desktop import cli
 
-BASE = ["--source", "a red square", "--model", "tiny-random", "--steps", "2", "--working-size", "32", "-q"]
+BASE = [
+    "--source",
+    "a red square",
+    "--model",
+    "tiny-random",
+    "--steps",
+    "2",
+    "--working-size",
+    "32",
+    "-q",
+]
 
 
 @pytest.fixture()
@@ -33,8 +43,21 @@ def _run(argv, capsys):
 
 def test_one_output_per_target(files, capsys):
     out = files / "o.png"
-    code, stdout, err = _run([str(files / "in.png"), *BASE, "--target", "a blue square", "--target", "a pig",
-                              "--mask", str(files / "mask.png"), "-o", str(out)], capsys)
+    code, stdout, err = _run(
+        [
+            str(files / "in.png"),
+            *BASE,
+            "--target",
+            "a blue square",
+            "--target",
+            "a pig",
+            "--mask",
+            str(files / "mask.png"),
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     written = sorted(p.name for p in files.glob("o-*.png"))
     assert written == ["o-1-a-blue-square.png", "o-2-a-pig.png"]
@@ -43,6 +66,40 @@ def test_one_output_per_target(files, capsys):
     mask = np.array(Image.open(files / "mask.png")) > 0
     assert res.shape == src.shape
     assert np.array_equal(res[~mask], src[~mask])
+
+
+def test_several_targets_are_one_shared_run_matching_single_runs(
+    files, capsys, monkeypatch, tiny_model
+):
+    import copy
+    import dataclasses
+
+    model64 = dataclasses.replace(
+        tiny_model, unet=copy.deepcopy(tiny_model.unet).double(), _prompt_cache={}
+    )
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: model64)
+    targets = ["a blue square", "a pig", "a green circle"]
+    argv = [
+        str(files / "in.png"),
+        *[a for a in BASE if a != "-q"],
+        "--mask",
+        str(files / "mask.png"),
+    ]
+    code, _, err = _run(
+        [*argv, *sum((["--target", t] for t in targets), []), "-o", str(files / "k.png")], capsys
+    )
+    assert code == 0, err
+    assert err.count("3 targets") >= 1, "one progress bar for the K targets"
+    for i, t in enumerate(targets):
+        code, _, err = _run(
+            [*argv, "--target", t, "-q", "-o", str(files / f"single{i}.png")], capsys
+        )
+        assert code == 0, err
+        shared = np.array(Image.open(files / f"k-{i + 1}-{cli.slug(t)}.png"))
+        alone = np.array(Image.open(files / f"single{i}.png"))
+        assert np.array_equal(shared, alone), (
+            f"target {t!r}: the shared run differs from a single run"
+        )
 
 
 @pytest.mark.parametrize(
@@ -74,7 +131,11 @@ def test_bad_input_one_error_line_no_output(files, capsys, monkeypatch, args, me
 def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, monkeypatch):
     from cds_desktop.engine.cds import CDSObjective
 
-    monkeypatch.setattr(CDSObjective, "step_gradient", lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")))
+    monkeypatch.setattr(
+        CDSObjective,
+        "step_gradient",
+        lambda self, z_src, z_trg, *a, **k: torch.full_like(z_trg, float("nan")),
+    )
     out = files / "nan.png"
     code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
     assert code == 2 and "diverged" in err

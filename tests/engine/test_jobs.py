@@ -102,3 +102,72 @@ def test_failures_carry_their_kind(tiny_model):
         assert events[-1].error.startswith("internal error")
     finally:
         q.shutdown()
+
+
+def test_prepare_runs_on_the_worker_when_the_job_starts(tiny_model):
+    from cds_desktop.engine import EditError
+    from cds_desktop.engine.jobs import FailureKind
+
+    q = _queue(tiny_model)
+    calls = []
+    events = []
+
+    def prepare(request):
+        calls.append(threading.current_thread().name)
+        return EditRequest(**{**request.__dict__, "image": _request().image})
+
+    def refuse(request):
+        raise EditError("image: not a readable PNG")
+
+    try:
+        placeholder = np.empty((0, 0, 4), np.uint8)
+        job = q.submit(_request(image=placeholder), prepare=prepare)
+        assert job.wait(120) and job.state == DONE and job.result.image.shape == (24, 32, 4)
+        assert calls == ["cds-job-worker"]
+        failed = q.submit(_request(image=placeholder), events.append, prepare=refuse)
+        assert failed.wait(120) and failed.state == FAILED
+        assert events[-1].failure is FailureKind.USER_INPUT and "PNG" in events[-1].error
+        blocker = q.submit(_request(settings=FAST.replace(steps=100_000)))
+        never = q.submit(_request(image=placeholder), prepare=prepare)
+        never.cancel()
+        blocker.cancel()
+        assert never.wait(120) and never.state == CANCELLED and calls == ["cds-job-worker"]
+    finally:
+        q.shutdown()
+
+
+def test_several_targets_run_as_one_job_with_one_result_each(tiny_model):
+    q = _queue(tiny_model)
+    events = []
+    try:
+        request = _request(extra_targets=("a cow", "a dog"))
+        assert request.target_prompts == ("a pig", "a cow", "a dog")
+        job = q.submit(request, events.append)
+        assert job.wait(120) and job.state == DONE
+        done = [e for e in events if e.kind == DONE]
+        assert len(done) == 1, "K targets are one job with one DONE event"
+        results = done[0].results
+        assert [r.target_prompt for r in results] == ["a pig", "a cow", "a dog"]
+        assert done[0].result is results[0] and job.results == results
+        progress = [e.progress for e in events if e.kind is PROGRESS]
+        assert [p.step for p in progress] == [1, 2] and all(p.count == 3 for p in progress)
+        single = q.submit(_request(target_prompt="a cow"))
+        assert single.wait(120) and single.state == DONE
+        assert np.abs(single.result.image.astype(int) - results[1].image.astype(int)).max() <= 1
+    finally:
+        q.shutdown()
+
+
+def test_cancel_stops_every_target(tiny_model):
+    q = _queue(tiny_model)
+    started = threading.Event()
+    try:
+        job = q.submit(
+            _request(extra_targets=("a cow",), settings=FAST.replace(steps=10_000)),
+            lambda e: started.set() if e.kind is PROGRESS else None,
+        )
+        assert started.wait(60)
+        job.cancel()
+        assert job.wait(60) and job.state == CANCELLED and job.results == ()
+    finally:
+        q.shutdown()

@@ -8,7 +8,7 @@ from .files import (
     export_png,
     open_document,
 )
-from .model import Document, Layer, flatten
+from .model import Document, EditRecord, Layer, flatten
 from .ora import read_ora, write_ora
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "RASTER_SUFFIXES",
     "Document",
     "DocumentError",
+    "EditRecord",
     "Layer",
     "export_png",
     "flatten",

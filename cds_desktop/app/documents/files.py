@@ -23,9 +23,12 @@ class DocumentError(Exception):
     """A file could not be opened or written; the message is shown to the user as-is."""
 
 
-def png_bytes(rgba: np.ndarray) -> bytes:
+def png_bytes(rgba: np.ndarray, level: int = 6) -> bytes:
+    """PNG of (H, W, 4) uint8 RGBA at zlib ``level`` (6 = PIL's default)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        buf, format="PNG", compress_level=level
+    )
     return buf.getvalue()
 
 

@@ -8,8 +8,9 @@ Layers are stored bottom to top.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,20 @@ class Layer:
 
 
 @dataclass(eq=False)
+class EditRecord:
+    """One finished edit, as the History lists it (kept in the .ora with the document)."""
+
+    id: int
+    source_prompt: str
+    target_prompt: str
+    settings: dict[str, Any]  # the request's settings (None = model default kept)
+    model: str
+    elapsed: float
+    layer_uid: int | None = None  # the result layer
+    thumbnail: np.ndarray | None = field(default=None, repr=False)  # (h, w, 3) uint8
+
+
+@dataclass(eq=False)
 class Document:
     width: int
     height: int
@@ -65,6 +80,8 @@ class Document:
     #: the active layer (set by the app; written/read as stack.xml's ``selected``)
     active_uid: int | None = None
     uid: int = field(default_factory=new_uid)
+    #: the edits that made this document's result layers, oldest first
+    history: list[EditRecord] = field(default_factory=list)
 
     def index_of(self, uid: int) -> int:
         for i, layer in enumerate(self.layers):
@@ -82,6 +99,23 @@ class Document:
     def title(self) -> str:
         where = self.path or self.source_path
         return where.name if where else "untitled"
+
+    def snapshot(self) -> Document:
+        """A copy that later edits of this document cannot change, for writing it on another
+        thread: masks are copied (painting changes them in place); pixel arrays are shared
+        (they are never modified, a change replaces the array)."""
+        layers = [replace(layer, mask=layer.mask.copy()) for layer in self.layers]
+        return replace(self, layers=layers, history=list(self.history))
+
+    def unique_name(self, name: str, skip: int | None = None) -> str:
+        """``name``, or ``name #2``, ``name #3``... when another layer (not ``skip``) has it."""
+        taken = {layer.name for layer in self.layers if layer.uid != skip}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name} #{n}" in taken:
+            n += 1
+        return f"{name} #{n}"
 
 
 def flatten(doc: Document, skip: set[int] | None = None) -> np.ndarray:

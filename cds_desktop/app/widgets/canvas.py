@@ -4,6 +4,14 @@ View: ``zoom`` (widget px per image px) and ``pan`` (widget position of the imag
 The view fits the window until the user zooms or pans. Layers are drawn from cached QImages
 that wrap their (never mutated) pixel arrays; the mask overlay is an RGBA array updated in
 place in the touched box while painting.
+
+The brush size is in screen pixels: zoomed in, a dab covers fewer image pixels (as the
+outline shows). While comparing, the split line can be dragged on the canvas. The live
+preview is captioned as approximate: most frames are mapped from the latents by a fast
+linear projection, not decoded by the VAE, so their colours differ from the result's.
+
+One module of about 500 lines on purpose: painting, the view transform and the mouse and key
+handling of one widget share the same state (zoom, pan, the drag in progress, the caches).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from .mask_tools import ToolSettings
 
 OVERLAY_RGB = (40, 120, 255)  # blue: visible on red and on skin tones
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+PREVIEW_CAPTION = "live preview (approximate colours)"
+SPLIT_GRAB = 8  # widget px either side of the compare line that grab it
 
 
 def rgba_image(arr: np.ndarray) -> QImage:
@@ -73,6 +83,7 @@ def _checker() -> QBrush:
 class Canvas(QWidget):
     zoomChanged = pyqtSignal(float)
     cursorMoved = pyqtSignal(int, int)  # image pixel under the cursor; (-1, -1) outside
+    splitChanged = pyqtSignal(float)  # the compare line was dragged (0 = left, 1 = right)
 
     def __init__(self, state: DocumentState, tools: ToolSettings, parent=None) -> None:
         super().__init__(parent)
@@ -168,6 +179,23 @@ class Canvas(QWidget):
         self.split = min(1.0, max(0.0, fraction))
         self.update()
 
+    @property
+    def brush_size(self) -> float:
+        """The brush diameter in image pixels: the tool size is in screen pixels."""
+        return max(0.5, self.tools.size / self.zoom)
+
+    def _split_x(self) -> float:
+        r = self.image_rect()
+        return r.left() + r.width() * self.split
+
+    def _on_split_line(self, pos: QPointF) -> bool:
+        r = self.image_rect()
+        return (
+            self.compare_uid is not None
+            and abs(pos.x() - self._split_x()) <= SPLIT_GRAB
+            and r.top() <= pos.y() <= r.bottom()
+        )
+
     # ------------------------------------------------------------------ caches
     def _on_document(self) -> None:
         self._images.clear()
@@ -230,7 +258,7 @@ class Canvas(QWidget):
     def _cursor_rect(self) -> QRect:
         if self._hover is None:
             return QRect()
-        r = self.tools.size * self.zoom / 2 + 3
+        r = self.tools.size / 2 + 3
         return QRectF(self._hover.x() - r, self._hover.y() - r, 2 * r, 2 * r).toAlignedRect()
 
     def _on_tool(self) -> None:
@@ -257,6 +285,7 @@ class Canvas(QWidget):
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
             p.drawImage(rect, image)
         p.restore()
+        self._paint_preview_caption(p)
         self._paint_compare_line(p)
         self._paint_tool(p)
         p.end()
@@ -301,6 +330,26 @@ class Canvas(QWidget):
         if layer is not None:
             p.drawImage(QPointF(layer.x, layer.y), self._overlay[2])
 
+    def preview_caption_rect(self) -> QRectF:
+        """Where the preview's caption is drawn (widget coordinates); empty without one."""
+        if self._preview is None:
+            return QRectF()
+        rect = self._preview[1]
+        top_left = rect.topLeft() * self.zoom + self.pan
+        metrics = self.fontMetrics()
+        w, h = metrics.horizontalAdvance(PREVIEW_CAPTION) + 10, metrics.height() + 4
+        x = min(max(0.0, top_left.x()), max(0.0, self.width() - w))
+        y = max(0.0, top_left.y() - h - 2) if top_left.y() - h - 2 >= 0 else top_left.y() + 2
+        return QRectF(x, y, w, h)
+
+    def _paint_preview_caption(self, p: QPainter) -> None:
+        box = self.preview_caption_rect()
+        if box.isEmpty():
+            return
+        p.fillRect(box, QColor(0, 0, 0, 200))
+        p.setPen(QColor(255, 255, 255))
+        p.drawText(box, Qt.AlignmentFlag.AlignCenter, PREVIEW_CAPTION)
+
     def _paint_compare_line(self, p: QPainter) -> None:
         if self.compare_uid is None:
             return
@@ -323,8 +372,10 @@ class Canvas(QWidget):
             rect = QRectF(rect.topLeft() * self.zoom + self.pan, rect.size() * self.zoom)
             p.setPen(QPen(QColor(255, 255, 255), 1, Qt.PenStyle.DashLine))
             p.drawEllipse(rect) if drag["kind"] == "ellipse" else p.drawRect(rect)
+        elif self._hover is not None and self._on_split_line(self._hover):
+            return
         elif self._hover is not None and self.tools.tool in ("brush", "eraser"):
-            r = self.tools.size * self.zoom / 2
+            r = self.tools.size / 2
             p.setRenderHint(QPainter.RenderHint.Antialiasing)
             for color, width in ((QColor(0, 0, 0), 3), (QColor(255, 255, 255), 1)):
                 p.setPen(QPen(color, width))
@@ -367,6 +418,8 @@ class Canvas(QWidget):
         )
         if panning:
             self._drag = {"kind": "pan", "last": pos}
+        elif button == Qt.MouseButton.LeftButton and self._on_split_line(pos):
+            self._drag = {"kind": "split"}
         elif button == Qt.MouseButton.LeftButton and self.state.active_layer is not None:
             self._begin(pos, event.modifiers())
 
@@ -374,6 +427,8 @@ class Canvas(QWidget):
         pos = event.position()
         self.update(self._cursor_rect())  # where the brush outline was
         self._hover = pos
+        if self.compare_uid is not None:
+            self._update_cursor()  # the split line can be grabbed
         img = self.to_image(pos)
         doc = self.state.doc
         inside = doc is not None and 0 <= img.x() < doc.width and 0 <= img.y() < doc.height
@@ -388,13 +443,18 @@ class Canvas(QWidget):
             self.pan += pos - drag["last"]
             drag["last"] = pos
             self.auto_fit = False
+        elif drag["kind"] == "split":
+            r = self.image_rect()
+            self.set_split((pos.x() - r.left()) / max(1.0, r.width()))
+            self.splitChanged.emit(self.split)
         else:
             drag["end"] = img
         self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         drag, self._drag = self._drag, None
-        if drag is None or drag["kind"] == "pan":
+        if drag is None or drag["kind"] in ("pan", "split"):
+            self._update_cursor()
             return
         layer = self.state.doc.layer(drag["uid"]) if self.state.doc else None
         if layer is None:
@@ -438,7 +498,7 @@ class Canvas(QWidget):
             local = (img.x() - layer.x, img.y() - layer.y)
             self._drag["last"] = local
             box = masking.dab(
-                layer.mask, *local, self.tools.size, self.tools.hardness, self._erasing
+                layer.mask, *local, self.brush_size, self.tools.hardness, self._erasing
             )
             self._touched(layer.uid, box)
 
@@ -453,7 +513,7 @@ class Canvas(QWidget):
             return
         local = (img.x() - layer.x, img.y() - layer.y)
         box = masking.segment(
-            layer.mask, drag["last"], local, self.tools.size, self.tools.hardness, self._erasing
+            layer.mask, drag["last"], local, self.brush_size, self.tools.hardness, self._erasing
         )
         drag["last"] = local
         self._touched(layer.uid, box)
@@ -470,7 +530,10 @@ class Canvas(QWidget):
         return (xs[0], ys[0], xs[1], ys[1])
 
     def _update_cursor(self) -> None:
-        if self._space or self.tools.tool == "pan":
+        on_line = self._hover is not None and self._on_split_line(self._hover)
+        if on_line or (self._drag or {}).get("kind") == "split":
+            self.setCursor(Qt.CursorShape.SplitHCursor)
+        elif self._space or self.tools.tool == "pan":
             self.setCursor(Qt.CursorShape.OpenHandCursor)
         else:
             self.setCursor(Qt.CursorShape.CrossCursor)

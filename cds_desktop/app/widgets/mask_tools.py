@@ -75,6 +75,7 @@ class MaskToolbar(QToolBar):
         self.setObjectName("toolbar-mask")
         self.tools = tools
         self.buttons: dict[str, QToolButton] = {}
+        self.operations: dict[str, QToolButton] = {}  # mask operations, by name
         self._group = QButtonGroup(self)
         for name, text, key, tip in TOOLS:
             button = QToolButton(self)
@@ -88,6 +89,10 @@ class MaskToolbar(QToolBar):
             self.addWidget(button)
         self.addSeparator()
         self.size = self._spin("Size", 1, 2000, " px", lambda v: tools.update(size=v))
+        self.size.setToolTip(
+            "Brush diameter in screen pixels: it keeps its size on screen when you zoom "
+            "([ and ] on the canvas)"
+        )
         self.hardness = self._spin(
             "Hardness", 0, 100, " %", lambda v: tools.update(hardness=v / 100)
         )
@@ -110,6 +115,7 @@ class MaskToolbar(QToolBar):
             button.setToolTip(tip)
             button.clicked.connect(lambda _=False, o=op: self._operation(o))
             self.addWidget(button)
+            self.operations[op] = button
         self.feather = self._spin("", 1, 200, " px", lambda v: tools.update(feather_radius=v))
         self.feather.setToolTip("Feather radius")
         tools.changed.connect(self.sync)

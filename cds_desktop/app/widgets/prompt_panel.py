@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -86,7 +85,6 @@ class PromptPanel(QWidget):
         )
         self.edit_button.setDefault(True)
         self.edit_button.clicked.connect(self.editRequested)
-        QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.editRequested.emit)
         form.addRow(self.edit_button)
         self._rebuild_models()
 
