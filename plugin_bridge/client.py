@@ -42,6 +42,11 @@ APP_NAME = "cds-desktop"
 TOKEN_FILE = "bridge-token"
 START_HINT = "start it with `cds-desktop --serve`"
 
+#: Longest single wait on the socket: a blocking select()/recv() does not wake for Ctrl+C on
+#: Windows, so every wait is cut into slices of this many seconds (Python handles signals
+#: between them).
+WAIT_SLICE = 0.25
+
 # Client-side error codes (never sent by the server).
 NOT_RUNNING = "NOT_RUNNING"
 NO_TOKEN = "NO_TOKEN"
@@ -138,7 +143,7 @@ class BridgeClient:
                 NOT_RUNNING, f"cannot reach {self.host}:{self.port} ({exc}): {START_HINT}"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock, self._stream = sock, p.SocketStream(sock)
+        self._sock, self._stream = sock, _SlicedStream(sock)
         try:
             self.welcome = self._authenticate(token)
         except BaseException:
@@ -298,8 +303,7 @@ class BridgeClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._sock is None:
                 raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
-            ready, _, _ = select.select([self._sock], [], [], left)
-            if not ready:
+            if not _wait_readable(self._sock, left):
                 return None
             msg = self._guard(lambda: p.read_message(self._stream, self.limits))
             if msg.type == p.ERROR and msg.get("fatal"):
@@ -332,6 +336,33 @@ class BridgeClient:
         except OSError as exc:
             self.close()
             raise BridgeError(CONNECTION_LOST, f"connection to the bridge lost ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- waiting
+def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
+    """Whether ``sock`` has data within ``timeout`` seconds (None: wait for it), waiting in
+    WAIT_SLICE steps so that Ctrl+C interrupts the wait on every OS."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pending = getattr(sock, "pending", None)  # an ssl socket's already decrypted bytes
+        if pending is not None and pending():
+            return True
+        left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([sock], [], [], min(left, WAIT_SLICE))
+        if ready:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+class _SlicedStream(p.SocketStream):
+    """A SocketStream whose reads wait for data in WAIT_SLICE steps (up to the socket's
+    timeout), so the handshake and a message's body can be interrupted too."""
+
+    def read(self, n: int) -> bytes:
+        if not _wait_readable(self.sock, self.sock.gettimeout()):
+            raise socket.timeout("timed out")
+        return super().read(n)
 
 
 def _raise_if_error(msg: p.Message) -> None:
@@ -374,22 +405,36 @@ def _read_png_file(path: str, what: str) -> bytes:
     return data
 
 
-def _progress_line(msg: p.Message) -> None:
-    if msg.type == p.QUEUED:
-        sys.stderr.write(f"queued (position {msg.get('position', '?')})\n")
-    elif msg.get("stage") == "loading":
-        sys.stderr.write(f"{msg.get('message') or 'loading model'}\n")
-    elif msg.type == p.PROGRESS and msg.get("total"):
-        sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}")
-        if msg.get("step") == msg.get("total"):
-            sys.stderr.write("\n")
-    sys.stderr.flush()
+class _ProgressLines:
+    """Progress on stderr: one line per stage, the steps rewritten in place."""
+
+    def __init__(self) -> None:
+        self.open = False  # a "step n/N" line without its newline yet
+
+    def __call__(self, msg: p.Message) -> None:
+        if msg.type == p.QUEUED:
+            self.say(f"queued (position {msg.get('position', '?')})")
+        elif msg.get("stage") == "loading":
+            self.say(str(msg.get("message") or "loading model"))
+        elif msg.type == p.PROGRESS and msg.get("total"):
+            sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}")
+            self.open = msg.get("step") != msg.get("total")
+            if not self.open:
+                sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def say(self, line: str) -> None:
+        """``line`` on a line of its own."""
+        sys.stderr.write(("\n" if self.open else "") + line + "\n")
+        sys.stderr.flush()
+        self.open = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = {k: v for k, v in (("steps", args.steps), ("mode", args.mode), ("seed", args.seed))}
     settings = {k: v for k, v in settings.items() if v is not None}
+    progress = _ProgressLines()
     try:
         image = _read_png_file(args.image, "image")
         mask = _read_png_file(args.mask, "mask") if args.mask else None
@@ -400,17 +445,17 @@ def main(argv: list[str] | None = None) -> int:
         client = BridgeClient(args.host, args.port, token=token, timeout=args.timeout)
         with client:
             result = client.edit(
-                image, args.source, args.target, mask, settings, on_progress=_progress_line
+                image, args.source, args.target, mask, settings, on_progress=progress
             )
         write_bytes_atomic(args.output, result.parts["image"])
     except BridgeError as exc:
-        sys.stderr.write(f"\nerror: {exc}\n")
+        progress.say(f"error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
+    except KeyboardInterrupt:  # the connection is closed: the bridge cancels the job
+        progress.say("interrupted: the edit was cancelled")
         return 130
     except OSError as exc:
-        sys.stderr.write(f"\nerror: cannot write {args.output}: {exc.strerror or exc}\n")
+        progress.say(f"error: cannot write {args.output}: {exc.strerror or exc}")
         return 1
     sys.stderr.write(f"wrote {args.output} ({result.get('elapsed', 0):.1f} s)\n")
     return 0
