@@ -2,7 +2,7 @@
 
 Plain Qt (no ``krita`` import), so it runs in the docker, under kritarunner and in pytest-qt.
 Waiting never blocks the GUI thread: connecting and submitting run on a worker thread
-(:class:`Submission`), and a QTimer checks on it and then calls :meth:`EditSession.poll`,
+(:func:`.session.submit_in_background`), and a QTimer checks on it and then calls :meth:`EditSession.poll`,
 which only reads messages that have already arrived.
 """
 
@@ -17,10 +17,11 @@ from .session import (
     CANCELLED,
     FAILED,
     RUNNING,
+    Background,
     EditSession,
-    Submission,
     Update,
     make_client,
+    submit_in_background,
     user_message,
 )
 
@@ -52,7 +53,7 @@ class CdsPanel(QtWidgets.QWidget):
         self._client: Any = None
         self.session: EditSession | None = None
         #: Connecting and submitting on a worker thread; None once the timer has its outcome.
-        self._submission: Submission | None = None
+        self._submission: Background | None = None
         #: Extra EditSettings fields sent with every edit (e.g. {"seed": 3}).
         self.extra_settings: dict = {}
         self._timer = QtCore.QTimer(self)
@@ -127,7 +128,7 @@ class CdsPanel(QtWidgets.QWidget):
             self._end(False, user_message(exc))
             return
         self.session = session
-        self._submission = Submission(session, self._client).start()
+        self._submission = submit_in_background(session, self._client)
         self._show(Update("connecting to the bridge..."))
         self._set_running(True)
         self._timer.start()
