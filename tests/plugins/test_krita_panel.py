@@ -54,7 +54,10 @@ def test_edit_runs_from_the_timer_and_adds_the_layer(qtbot, make_panel, bridge, 
     panel.shutdown()
 
 
-def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
+@pytest.mark.parametrize("when", ["connecting", "submitted"])
+def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch, when):
+    """Cancel while the worker connects (the worker closes the connection: the server
+    cancels the job) or once the job reached the bridge (a cancel message)."""
     server, config_home = bridge
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
@@ -64,23 +67,8 @@ def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
     panel.extra_settings = {k: v for k, v in FAST_SETTINGS.items() if k != "steps"}
     with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
         panel.edit_button.click()
-        panel.cancel_button.click()
-    assert blocker.args == [False, "cancelled"]
-    assert [n.name() for n in doc.root.childNodes()] == ["Source"]
-    panel.shutdown()
-
-
-def test_cancel_after_the_job_reached_the_bridge(qtbot, make_panel, bridge, monkeypatch):
-    server, config_home = bridge
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
-    monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
-    doc, layer = document_with_layer(40, 32)
-    panel = make_panel(doc, layer)
-    panel.steps_spin.setValue(2000)
-    panel.extra_settings = {k: v for k, v in FAST_SETTINGS.items() if k != "steps"}
-    with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
-        panel.edit_button.click()
-        qtbot.waitUntil(lambda: panel.session.job is not None and panel._submission is None)
+        if when == "submitted":
+            qtbot.waitUntil(lambda: panel.session.job is not None and panel._submission is None)
         panel.cancel_button.click()
     assert blocker.args == [False, "cancelled"]
     assert [n.name() for n in doc.root.childNodes()] == ["Source"]
