@@ -280,16 +280,15 @@ def to_rgba8(data: bytes, fmt: PixelFormat) -> bytes:
     count = _check_size(data, fmt, "source pixels")
     n, alpha = fmt.channels, _alpha_offset(fmt)
     out = bytearray(b"\xff" * (count * 4))
-    if fmt.kind == U8 and fmt.transfer == SRGB:
-        for dest, src in enumerate(_channel_offsets(fmt) + (alpha,)[: alpha is not None]):
+    sources = list(_channel_offsets(fmt)) + ([] if alpha is None else [alpha])
+    if fmt.kind == U8 and fmt.transfer == SRGB:  # bytes already: only reordered
+        for dest, src in enumerate(sources):
             out[dest::4] = data[src::n]
         return bytes(out)
     conv = _converter(fmt)
     values = _decode(data, fmt)
-    for dest, src in enumerate(_channel_offsets(fmt)):
-        out[dest::4] = conv.channel_to8(values[src::n], colour=True)
-    if alpha is not None:
-        out[3::4] = conv.channel_to8(values[alpha::n], colour=False)
+    for dest, src in enumerate(sources):
+        out[dest::4] = conv.channel_to8(values[src::n], colour=dest != 3)
     return bytes(out)
 
 
