@@ -151,9 +151,16 @@ def _decode(data: bytes, fmt: PixelFormat):
     if fmt.kind == U8:
         return data
     code = _CODES[fmt.kind]
-    if code in typecodes and array(code).itemsize == _BYTES[fmt.kind]:
+    if _has_array(fmt):
         return array(code, data)
     return struct.unpack(f"={len(data) // _BYTES[fmt.kind]}{code}", data)
+
+
+def _has_array(fmt: PixelFormat) -> bool:
+    """Whether ``array`` holds the kind's values (not f16; and sizes as on every common
+    platform)."""
+    code = _CODES[fmt.kind]
+    return code in typecodes and array(code).itemsize == _BYTES[fmt.kind]
 
 
 def _channel_offsets(fmt: PixelFormat) -> tuple[int, int, int]:
@@ -298,15 +305,27 @@ def from_rgba8(rgba8: bytes, fmt: PixelFormat) -> bytes:
     if len(rgba8) % 4:
         raise PixelFormatError(f"{len(rgba8)} bytes is not whole 8-bit RGBA pixels")
     fmt.check()
+    rgba8 = bytes(rgba8)
     conv, n, count = _converter(fmt), fmt.channels, len(rgba8) // 4
-    values: list = [0] * (count * n)
-    table = conv.from8_table()
-    for src, dest in enumerate(_channel_offsets(fmt)):
-        values[dest::n] = map(table.__getitem__, rgba8[src::4])
-    alpha = _alpha_offset(fmt)
-    if alpha is not None:
-        values[alpha::n] = map(conv.alpha_from8, rgba8[3::4])
-    return struct.pack(f"={len(values)}{_CODES[fmt.kind]}", *values)
+    colour, alpha_table = conv.from8_table(), [conv.alpha_from8(b) for b in range(256)]
+    channels = [(src, dest, colour) for src, dest in enumerate(_channel_offsets(fmt))]
+    if fmt.has_alpha:
+        channels.append((3, _alpha_offset(fmt), alpha_table))
+    if fmt.kind == U8:  # a byte per value: translate
+        out = bytearray(count * n)
+        for src, dest, table in channels:
+            out[dest::n] = rgba8[src::4].translate(bytes(table))
+        return bytes(out)
+    code = _CODES[fmt.kind]
+    if _has_array(fmt):
+        values = array(code, bytes(count * fmt.pixel_bytes))
+        for src, dest, table in channels:
+            values[dest::n] = array(code, map(table.__getitem__, rgba8[src::4]))
+        return values.tobytes()
+    listed: list = [0] * (count * n)  # f16: struct
+    for src, dest, table in channels:
+        listed[dest::n] = map(table.__getitem__, rgba8[src::4])
+    return struct.pack(f"={len(listed)}{code}", *listed)
 
 
 def blend(source: bytes, result: bytes, sent: bytes, mask: bytes | None, fmt: PixelFormat) -> bytes:
