@@ -107,6 +107,7 @@ def measure(app, window, probe, model: str, steps: int, size: int) -> dict:
     finished, started = [], []
     window.worker.started.connect(lambda *a: started.append(time.perf_counter()))
     window.worker.finished.connect(lambda update, record: finished.append(update))
+    window.editor.ask_whole_layer = lambda layer: True  # no mask: the whole layer, no question
     window.start_edit()
     run_until(app, lambda: bool(started) or bool(finished), 600)  # model loading: not measured
     probe.take()

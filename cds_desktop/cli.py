@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 from pathlib import Path
 
 from cds_desktop.engine import EditCancelled, EditError, EditSettings, drain, run_edits
-from cds_desktop.engine.models import DEMO_MODEL, load_model
-from cds_desktop.engine.vae import BACKENDS
+from cds_desktop.engine.models import load_model
 from cds_desktop.fileio import atomic_write
 from cds_desktop.logs import setup_logging
+from cds_desktop.options import add_model_options, model_kwargs
 
 log = logging.getLogger("cds_desktop.cli")
 OUTPUT_FORMATS = {
@@ -39,7 +38,7 @@ OUTPUT_FORMATS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cds-edit",
-        description="Edit an image with Contrastive Denoising Score (CDS) on a Stable Diffusion 1.x model.",
+        description="Edit an image with Contrastive Denoising Score (CDS) on a Stable Diffusion model (SD-1.x, SD-2.x, SDXL).",
     )
     p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF)")
     p.add_argument("--source", required=True, help='prompt describing the input, e.g. "a cat"')
@@ -51,20 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mask", help="mask image, same size as IMAGE; white = edit, black = keep")
     p.add_argument("-o", "--output", help="output file (default: out/<image>-<target>.png)")
-    p.add_argument(
-        "--model",
-        default=os.environ.get("CDS_MODEL", DEMO_MODEL),
-        help=f"'{DEMO_MODEL}' (embedded demo, default), a HF repo id, a diffusers folder or a .safetensors/.ckpt file",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--vae", default="torch", choices=BACKENDS, help="VAE backend")
-    p.add_argument(
-        "--mode",
-        default="cds",
-        choices=["cds", "dds"],
-        help="cds (default) or dds (baseline, w_cut=0)",
-    )
+    add_model_options(p)
+    p.add_argument("--mode", default="cds", choices=["cds", "dds"], help="cds (default) or dds (baseline, w_cut=0)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument(
@@ -74,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CUT loss weight (default: the model's recommendation; 3 for SD)",
     )
     p.add_argument("--w-dds", type=float, default=1.0)
-    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model family's, 7.5 for SD-1.x/2.x, 5 for SDXL)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--working-size",
@@ -145,11 +132,16 @@ def settings_from_args(args) -> EditSettings:
         lr=args.lr,
         w_cut=args.w_cut,
         w_dds=args.w_dds,
-        guidance_scale=args.guidance,
+        **({} if args.guidance is None else {"guidance_scale": args.guidance}),
         seed=args.seed,
         working_size=args.working_size,
         dds_scale=args.dds_scale,
     )
+
+
+def unset_model_defaults(args) -> tuple[str, ...]:
+    """The model-dependent knobs (settings.MODEL_DEFAULTS) the user did not give."""
+    return () if args.guidance is not None else ("guidance_scale",)
 
 
 class OutputErrors(Exception):
@@ -175,7 +167,8 @@ def run(args) -> list[Path]:
     for t in args.target:
         if not t.strip():
             raise EditError("the target prompt is empty: describe the edited image")
-    model = load_model(args.model, device=args.device, dtype=args.dtype, vae_backend=args.vae)
+    model = load_model(args.model, **model_kwargs(args))
+    settings = settings.with_model_defaults(model.recommended, unset_model_defaults(args))
     say(args, f"model: {model.label} on {model.device} ({str(model.dtype).replace('torch.', '')})")
     if model.is_random:
         say(args, "WARNING: tiny-random has RANDOM WEIGHTS (a test fixture): its edits are noise.")

@@ -23,7 +23,9 @@ from cds_desktop.bridge.server import DEFAULT_HOST, DEFAULT_PORT
 from cds_desktop.engine import EditError
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine import models as M
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from cds_desktop.logs import setup_logging
+from cds_desktop.options import add_model_options, model_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Headless bridge server for the Krita and GIMP plug-ins.",
     )
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    ap.add_argument("--model", default=os.environ.get("CDS_MODEL", M.DEMO_MODEL))
     ap.add_argument("--host", default=DEFAULT_HOST, help="default 127.0.0.1 (this computer)")
     ap.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (unencrypted!)"
     )
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    add_model_options(ap)
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return ap
 
@@ -100,7 +100,7 @@ def _serve(args, stop: _StopSignal) -> int:
         job_queue = J.JobQueue(loader=_preloaded_loader(model, args))
         server = BridgeServer(
             job_queue, args.host, args.port, args.model, None, args.allow_remote,
-            device=args.device, dtype=args.dtype,
+            device=args.device, dtype=args.dtype, vae_backend=args.vae,
         )  # fmt: skip
         try:
             server.start()
@@ -154,7 +154,7 @@ def _exit_now(code: int) -> None:
 
 def _load_model(args):
     try:
-        return M.load_model(args.model, device=args.device, dtype=args.dtype)
+        return M.load_model(args.model, **model_kwargs(args))
     except EditError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user, details in the log
@@ -167,8 +167,8 @@ def _load_model(args):
 
 
 def _preloaded_loader(model, args):
-    def loader(spec, device="auto", dtype="auto", vae_backend="torch"):
-        if (spec, device, dtype, vae_backend) == (args.model, args.device, args.dtype, "torch"):
+    def loader(spec, device="auto", dtype="auto", vae_backend=DEFAULT_VAE_BACKEND):
+        if (spec, device, dtype, vae_backend) == (args.model, args.device, args.dtype, args.vae):
             return model
         return M.load_model(spec, device=device, dtype=dtype, vae_backend=vae_backend)
 

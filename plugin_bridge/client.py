@@ -11,12 +11,19 @@ Used by the Krita and GIMP plug-ins (inside their own Python) and by the tests::
                 print(msg["step"], msg["total"])
         # msg is the final message: msg.type == "result" -> msg.parts["image"] is the PNG
 
+Several target prompts run as one shared edit with one result holding an image per target::
+
+        result = client.edit(png, "a cat", ["a pig", "a cow", "a dog"])
+        pngs = protocol.result_images(result)   # one PNG per target, in order
+
 A Qt plug-in that must stay responsive calls ``client.poll(0)`` from a QTimer instead of
 iterating ``events``. One client object is meant for one thread.
 
-Command line (PNG in, PNG out; the image is sent as-is, the result written atomically)::
+Command line (PNG in, PNG out; the image is sent as-is, the results written atomically)::
 
     python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a dog" -o OUT.png
+    python -m plugin_bridge.client IMAGE.png --source "a cat" --target "a pig" \
+        --target "a cow" -o OUT.png          # one run: OUT-1-a-pig.png, OUT-2-a-cow.png
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import select
 import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import protocol as p
@@ -206,19 +214,41 @@ class BridgeClient:
         self,
         image_png: bytes,
         source: str,
-        target: str,
+        target: str | Sequence[str],
         mask_png: bytes | None = None,
         settings: dict | None = None,
         meta: dict | None = None,
         offset: tuple[int, int] = (0, 0),
     ) -> str:
         """Send an edit; returns its job id. ``meta`` (any JSON object, e.g. the layer name)
-        and ``offset`` (the layer's x, y) come back unchanged in the result."""
+        and ``offset`` (the layer's x, y) come back unchanged in the result.
+
+        ``target`` is one prompt, or a list of prompts edited in one shared run (one result
+        with an image per target: :func:`plugin_bridge.protocol.result_images`). A list of
+        one is sent as a single ``target``, which every server accepts."""
+        if not isinstance(target, str):
+            target = list(target)
+            if len(target) == 1:
+                target = target[0]
         self._refresh()
         self.connect()
+        if not isinstance(target, str) and self.max_targets < 2:
+            raise BridgeError(
+                p.BAD_REQUEST,
+                f"the bridge at {self.host}:{self.port} edits one target per run (an older "
+                f"cds-desktop): update cds-desktop, or send the {len(target)} targets one by one",
+            )
         job = uuid.uuid4().hex[:16]
         self._send(p.edit(job, image_png, source, target, mask_png, settings, meta, offset))
         return job
+
+    @property
+    def max_targets(self) -> int:
+        """Target prompts the connected server takes in one edit (1 for servers that do not
+        say: they predate multi-target edits)."""
+        limits = (self.welcome or {}).get("limits")
+        value = limits.get("max_targets") if isinstance(limits, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
     def cancel(self, job_id: str) -> None:
         """Ask the server to stop a job; its final message will be error CANCELLED
@@ -256,7 +286,7 @@ class BridgeClient:
         self,
         image_png: bytes,
         source: str,
-        target: str,
+        target: str | Sequence[str],
         mask_png: bytes | None = None,
         settings: dict | None = None,
         meta: dict | None = None,
@@ -264,7 +294,8 @@ class BridgeClient:
         on_progress: Callable[[p.Message], None] | None = None,
     ) -> p.Message:
         """Submit an edit and wait for it. Returns the result message (PNG in
-        ``.parts["image"]``); raises BridgeError for an error reply."""
+        ``.parts["image"]``; with several targets, one PNG per target from
+        :func:`plugin_bridge.protocol.result_images`); raises BridgeError for an error reply."""
         job = self.submit_edit(image_png, source, target, mask_png, settings, meta, offset)
         for msg in self.events(job):
             if msg.type == p.RESULT:
@@ -380,9 +411,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("image", help="input PNG")
     ap.add_argument("--source", required=True, help="prompt describing the input image")
-    ap.add_argument("--target", required=True, help="prompt describing the wanted image")
+    ap.add_argument(
+        "--target",
+        required=True,
+        action="append",
+        help="prompt describing the wanted image (repeatable: one shared run, one output each)",
+    )
     ap.add_argument("--mask", help="mask PNG, same size; white = edit, black = keep")
-    ap.add_argument("-o", "--output", required=True, help="output PNG (written atomically)")
+    ap.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output PNG, written atomically (several targets: OUT-1-<target>.png, ...)",
+    )
     ap.add_argument("--host", default=p.DEFAULT_HOST)
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
     ap.add_argument("--steps", type=int, help="optimisation steps (server default 200)")
@@ -405,6 +446,23 @@ def _read_png_file(path: str, what: str) -> bytes:
     return data
 
 
+def _slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^A-Za-z0-9]+", "-", text.strip()).strip("-").lower()
+    return (s or "edit")[:limit]
+
+
+def output_paths(output: str, targets: Sequence[str]) -> list[Path]:
+    """One output per target: ``output`` itself for one target, else
+    ``<stem>-<n>-<target>.png`` next to it (the names ``cds-edit`` gives)."""
+    out = Path(output)
+    if len(targets) == 1:
+        return [out]
+    return [
+        out.with_name(f"{out.stem}-{i + 1}-{_slug(t)}{out.suffix or '.png'}")
+        for i, t in enumerate(targets)
+    ]
+
+
 class _ProgressLines:
     """Progress on stderr: one line per stage, the steps rewritten in place."""
 
@@ -417,7 +475,9 @@ class _ProgressLines:
         elif msg.get("stage") == "loading":
             self.say(str(msg.get("message") or "loading model"))
         elif msg.type == p.PROGRESS and msg.get("total"):
-            sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}")
+            count = msg.get("count")
+            each = f" ({count} targets)" if isinstance(count, int) and count > 1 else ""
+            sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}{each}")
             self.open = msg.get("step") != msg.get("total")
             if not self.open:
                 sys.stderr.write("\n")
@@ -443,22 +503,43 @@ def main(argv: list[str] | None = None) -> int:
             raise BridgeError(p.BAD_REQUEST, f"output folder {out_dir} does not exist")
         token = read_token(args.token_file) if args.token_file else None
         client = BridgeClient(args.host, args.port, token=token, timeout=args.timeout)
+        outputs = output_paths(args.output, args.target)
+        target = args.target if len(args.target) > 1 else args.target[0]
         with client:
-            result = client.edit(
-                image, args.source, args.target, mask, settings, on_progress=progress
-            )
-        write_bytes_atomic(args.output, result.parts["image"])
+            result = client.edit(image, args.source, target, mask, settings, on_progress=progress)
+        images = _result_images(result, len(outputs))
     except BridgeError as exc:
         progress.say(f"error: {exc}")
         return 1
     except KeyboardInterrupt:  # the connection is closed: the bridge cancels the job
         progress.say("interrupted: the edit was cancelled")
         return 130
-    except OSError as exc:
-        progress.say(f"error: cannot write {args.output}: {exc.strerror or exc}")
-        return 1
-    sys.stderr.write(f"wrote {args.output} ({result.get('elapsed', 0):.1f} s)\n")
-    return 0
+    return _write_outputs(outputs, images, result.get("elapsed", 0))
+
+
+def _result_images(result: p.Message, count: int) -> list[bytes]:
+    try:
+        images = p.result_images(result)
+    except p.ProtocolError as exc:
+        raise BridgeError(exc.code, exc.message) from None
+    if len(images) != count:
+        raise BridgeError(p.INTERNAL, f"the bridge returned {len(images)} images for {count}")
+    return images
+
+
+def _write_outputs(outputs: list[Path], images: list[bytes], elapsed) -> int:
+    """Write each output atomically; one line per failure (the others are still written)."""
+    failed = 0
+    for path, data in zip(outputs, images):
+        try:
+            write_bytes_atomic(path, data)
+        except OSError as exc:
+            failed += 1
+            sys.stderr.write(f"error: cannot write {path}: {exc.strerror or exc}\n")
+            continue
+        seconds = elapsed if isinstance(elapsed, (int, float)) else 0
+        sys.stderr.write(f"wrote {path} ({seconds:.1f} s)\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

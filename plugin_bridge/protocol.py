@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 MAGIC = b"CDSB"
 PROTOCOL_VERSION = 1
@@ -334,25 +334,46 @@ def edit(
     job: str,
     image_png: bytes,
     source: str,
-    target: str,
+    target: str | Sequence[str],
     mask_png: bytes | None = None,
     settings: dict | None = None,
     meta: dict | None = None,
     offset: tuple[int, int] = (0, 0),
 ) -> Message:
+    """An ``edit``. ``target`` is one prompt (field ``target``, every server) or a list of
+    prompts (field ``targets``: one shared run, one result image per prompt; the server's
+    ``welcome.limits.max_targets`` says how many it takes, absent = one)."""
     parts = {"image": image_png}
     if mask_png is not None:
         parts["mask"] = mask_png
+    prompts = {"target": target} if isinstance(target, str) else {"targets": list(target)}
     return Message(
         EDIT,
         job,
         parts=parts,
         source=source,
-        target=target,
+        **prompts,
         settings=dict(settings or {}),
         meta=dict(meta or {}),
         offset=[int(offset[0]), int(offset[1])],
     )
+
+
+def result_part_name(index: int) -> str:
+    """The ``result`` part holding target ``index``'s image: ``image``, ``image.1``, ..."""
+    return "image" if index == 0 else f"image.{index}"
+
+
+def result_images(result: Message) -> list[bytes]:
+    """The PNG of each target of a ``result``, in target order: the parts named by its
+    ``images`` field (an edit sent with ``targets``), else the one ``image`` part."""
+    names = result.get("images")
+    if not isinstance(names, list) or not names:
+        names = [result_part_name(0)]
+    missing = [name for name in names if name not in result.parts]
+    if missing:
+        raise ProtocolError(BAD_REQUEST, f"result without its image part(s) {missing}")
+    return [result.parts[name] for name in names]
 
 
 def cancel(job: str) -> Message:

@@ -17,7 +17,9 @@ def tiny_model():
     from cds_desktop.engine.models import load_model
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    return load_model("tiny-random", device="cpu")
+    # the torch VAE: engine tests compare edits bit for bit; the ONNX backend (the CPU default)
+    # has its own tests (tests/engine/test_onnx_vae.py)
+    return load_model("tiny-random", device="cpu", vae_backend="torch")
 
 
 @pytest.fixture(autouse=True)

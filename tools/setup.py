@@ -80,6 +80,9 @@ def install_commands(python: Path) -> list[list]:
     return [
         [python, "-m", "pip", "install", "-q", "--upgrade", "pip"],
         [python, "-m", "pip", "install", "-q", "-c", "tools/constraints.txt", "-e", f".[{EXTRAS}]"],
+        # CLIP's reference tokenizer for the tokenizer tests, read from the package's files;
+        # --no-deps because its own dependencies (timm, torchvision) are not needed for that
+        [python, "-m", "pip", "install", "-q", "--no-deps", "-c", "tools/constraints.txt", "open-clip-torch"],
     ]
 
 

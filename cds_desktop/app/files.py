@@ -94,8 +94,7 @@ class FileActions(QObject):
         for record in doc.history:
             self.window.history.add(HistoryEntry(**_fields(record)))
         if doc.history:
-            ids = max(record.id for record in doc.history)
-            self.window._history_ids = max(getattr(self.window, "_history_ids", 0), ids)
+            self.window.editor.note_history_id(max(record.id for record in doc.history))
 
     def fill_recent(self, menu: QMenu) -> None:
         menu.clear()

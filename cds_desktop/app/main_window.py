@@ -1,8 +1,9 @@
 """The main window: canvas in the middle, prompt/progress, layers and history docks.
 
-Edits: the active layer's pixels and mask go to the shared JobQueue (via EditWorker) as one job
-per target prompt; every result becomes a new layer right above its source, which is never
-modified. All engine events arrive as queued signals, so the window stays responsive.
+Edits are run by :class:`editing.EditController` (requests, previews, result layers, history);
+the window wires it to the canvas and the panels. The queue panel shows every job in the shared
+JobQueue, the plug-ins' too (:class:`queue_view.QueueModel`). All engine events arrive as
+queued signals, so the window stays responsive.
 Opening, saving, exporting, recent files and drops are in files.py; the menus in menus.py;
 Help and the first-run hint in help.py.
 """
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PyQt6.QtWidgets import (
     QDockWidget,
@@ -32,14 +33,16 @@ from PyQt6.QtWidgets import (
 
 from cds_desktop import logs
 from cds_desktop.engine.errors import EditError
-from cds_desktop.engine.jobs import EditRequest, EventKind, FailureKind, JobQueue
+from cds_desktop.engine.jobs import JobQueue
 
 from . import error_dialog, menus, model_choice
 from .bridge import BridgeControl
 from .bridge import describe as describe_bridge
 from .documents import Document, Layer
+from .editing import EditController
 from .files import FileActions
 from .help import add_first_run_hint
+from .queue_view import QueueModel
 from .settings import Preferences
 from .state import DocumentState
 from .widgets.canvas import Canvas
@@ -49,7 +52,7 @@ from .widgets.mask_tools import MaskToolbar, ToolSettings
 from .widgets.preferences import PreferencesDialog
 from .widgets.progress import ProgressPanel
 from .widgets.prompt_panel import PromptPanel
-from .worker import EditWorker, JobRecord, Update
+from .widgets.queue_panel import QueuePanel
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +73,12 @@ class MainWindow(QMainWindow):
         self.state = DocumentState(self)
         self.tools = ToolSettings(self)
         self.tools.load(prefs.tool_values())
-        self.worker = EditWorker(queue, self)
+        self.editor = EditController(self.state, queue, self, self._engine_options)
+        self.editor.ask_whole_layer = self._ask_whole_layer
+        self.worker = self.editor.worker
+        self.queue_view = QueueModel(self.worker.queue, self)
         self.bridge = BridgeControl(self.worker.queue, bridge_options, self)
-        self._history_ids = 0
         self._closed = False
-        self.device_in_use = ""
         # questions are attributes so tests (and the screenshot mode) can answer them
         self.ask_unsaved: Callable[[], str] = self._ask_unsaved
         self.ask_save_path: Callable[[str, str], str | None] = self._ask_save_path
@@ -105,6 +109,7 @@ class MainWindow(QMainWindow):
         self.mask_bar = MaskToolbar(self.tools, self)
         self.prompt = PromptPanel(self.prefs.custom_models, self)
         self.progress = ProgressPanel(self)
+        self.queue_panel = QueuePanel(self)
         self.layers = LayersPanel(self.state, self)
         self.history = HistoryPanel(self)
         edit = QWidget(self)
@@ -112,6 +117,7 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.prompt)
         column.addWidget(self.progress)
+        column.addWidget(self.queue_panel)
         column.addStretch(1)
         scroll = QScrollArea(self)  # small screens: the panel scrolls instead of clipping
         scroll.setWidget(edit)
@@ -179,25 +185,31 @@ class MainWindow(QMainWindow):
             bar.addPermanentWidget(w)
 
     def _connect(self) -> None:
-        s, w = self.state, self.worker
+        s = self.state
         s.undo.cleanChanged.connect(self.update_title)
         s.documentReplaced.connect(self.update_title)
         s.activeLayerChanged.connect(self._on_active_layer)
         self.mask_bar.maskOperation.connect(lambda op, _r: self.mask_operation(op))
         self.prompt.editRequested.connect(self.start_edit)
         self.prompt.modelChanged.connect(self._on_model_changed)
-        self.progress.cancelRequested.connect(w.cancel_current)
-        self.progress.cancelAllRequested.connect(w.cancel_all)
+        q, e = self.queue_view, self.editor
+        self.progress.cancelRequested.connect(q.cancel_running)
+        self.progress.cancelAllRequested.connect(q.cancel_all)
+        self.progress.previewTargetChanged.connect(e.set_preview_index)
+        self.queue_panel.cancelRequested.connect(q.cancel)
+        q.changed.connect(self._on_queue_changed)
         self.history.restoreRequested.connect(self.restore_history)
         self.canvas.zoomChanged.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.canvas.cursorMoved.connect(
             lambda x, y: self.pos_label.setText(f"{x}, {y}" if x >= 0 else "")
         )
-        w.loading.connect(lambda _id, msg: self.progress.show_loading(msg))
-        w.started.connect(self._on_started)
-        w.progressed.connect(self._on_progress)
-        w.finished.connect(self._on_finished)
-        w.countsChanged.connect(self.progress.set_counts)
+        e.error.connect(self.show_error)
+        e.status.connect(lambda message: self.statusBar().showMessage(message, 8000))
+        e.previewChanged.connect(self.canvas.set_preview)
+        e.previewCleared.connect(self.canvas.clear_preview)
+        e.targetsChanged.connect(self.progress.set_preview_targets)
+        e.historyAdded.connect(self.history.add)
+        e.deviceChanged.connect(lambda device: self.device_label.setText(f"device: {device}"))
         self.bridge.statusChanged.connect(self._on_bridge_status)
 
     # ------------------------------------------------------------------ title / model
@@ -312,115 +324,50 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ editing
     def start_edit(self) -> list[int]:
-        """Queue one job per target prompt on the active layer; returns the job ids."""
+        """Queue one edit of the active layer (one result layer per target prompt); returns
+        the queued job's id in a list, empty when the edit was refused before queueing."""
         self.progress.clear_error()
-        layer = self.state.active_layer
-        if layer is None:
-            self.show_error("open an image first (File > Open or drop a file on the window)")
-            return []
-        targets = self.prompt.target_prompts()
         try:
-            if not targets:
-                raise EditError("the target prompt is empty: describe what the image should become")
-            settings = self.prompt.build_settings(self.prompt.next_seed())
+            inputs = self.prompt.snapshot()
         except EditError as exc:
             self.show_error(str(exc))
             return []
-        mask = layer.mask.copy() if layer.has_mask else None
-        image = layer.pixels.copy()
-        ids = []
-        for target in targets:
-            request = EditRequest(
-                image=image,
-                source_prompt=self.prompt.source_prompt(),
-                target_prompt=target,
-                mask=mask,
-                settings=settings,
-                model=self.prompt.model_spec,
-                device=self.prefs.device,
-                vae_backend=self.prefs.vae_backend,
-                tag=(self.state.doc.uid, layer.uid),
-            )
-            ids.append(self.worker.submit(request))
+        job_id = self.editor.start(inputs)
+        if job_id is None:
+            return []
         self._save_values()
-        return ids
+        return [job_id]
 
-    def _on_started(self, job_id: int, label: str, device: str) -> None:
-        record = self.worker.record(job_id)
-        target = record.request.target_prompt if record else ""
-        self.device_in_use = device
-        if device:
-            self.device_label.setText(f"device: {device}")
-        self.progress.show_started(f"editing: {target}")
+    @property
+    def device_in_use(self) -> str:
+        return self.editor.device_in_use
 
-    def _on_progress(self, update: Update) -> None:
-        self.progress.show_step(update.step, update.total, update.elapsed)
-        record = self.worker.record(update.job_id)
-        if update.preview is None or record is None or update.box is None:
-            return
-        doc_uid, layer_uid = record.request.tag
-        layer = self.state.doc.layer(layer_uid) if self.state.doc else None
-        if layer is None or self.state.doc.uid != doc_uid:
-            return
-        x0, y0, x1, y1 = update.box
-        mask = record.request.mask
-        crop = None if mask is None else mask[y0:y1, x0:x1]
-        rect = QRectF(layer.x + x0, layer.y + y0, x1 - x0, y1 - y0)
-        self.canvas.set_preview(update.preview, rect, crop)
+    def _engine_options(self) -> dict:
+        return {"device": self.prefs.device, "vae_backend": self.prefs.vae_backend}
 
-    def _on_finished(self, update: Update, record: JobRecord) -> None:
-        self.canvas.clear_preview()
-        if update.kind is EventKind.DONE:
-            self._add_result(update, record)
-        elif update.kind is EventKind.FAILED:
-            prefix = "model error" if update.failure is FailureKind.MODEL else "edit failed"
-            self.show_error(f"{prefix}: {update.error}")
-        else:
-            self.statusBar().showMessage(f"cancelled ({update.message})", 5000)
-        if not self.worker.busy:
-            message = update.message if update.kind is EventKind.DONE else update.kind.value
-            self.progress.show_idle(f"Ready ({message})")
-
-    def _add_result(self, update: Update, record: JobRecord) -> None:
-        result, request = update.result, record.request
-        doc_uid, source_uid = request.tag
-        doc = self.state.doc
-        source = doc.layer(source_uid) if doc is not None and doc.uid == doc_uid else None
-        if source is None:
-            self.show_error("an edit finished after its image or layer was closed; result dropped")
-            return
-        self._history_ids += 1
-        seed = request.settings.seed
-        layer = Layer(
-            name=f"{request.target_prompt} (seed {seed})",
-            pixels=result.image,
-            x=source.x,
-            y=source.y,
-            source_uid=source.uid,
-            history_id=self._history_ids,
+    def _ask_whole_layer(self, layer: Layer) -> bool:
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Empty mask")
+        box.setText(f"The mask of \u201c{layer.name}\u201d is empty.")
+        box.setInformativeText(
+            "Edit the whole layer? To edit only part of it, cancel and paint the area on the "
+            "mask first (Brush, Rect or Ellipse)."
         )
-        self.state.add_layer(layer, self._result_index(source), f"Edit: {layer.name}")
-        self.history.add(
-            HistoryEntry(
-                id=self._history_ids,
-                source_prompt=request.source_prompt,
-                target_prompt=request.target_prompt,
-                settings=request.settings.to_dict(),
-                model=result.model_label,
-                elapsed=result.elapsed,
-                layer_uid=layer.uid,
-                thumbnail=result.region,
-            )
-        )
-        self.statusBar().showMessage(f"{layer.name}: {update.message}", 8000)
+        whole = box.addButton("Edit whole layer", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is whole
 
-    def _result_index(self, source: Layer) -> int:
-        """Above the source and above its earlier results, so the newest one shows."""
-        layers = self.state.doc.layers
-        index = layers.index(source) + 1
-        while index < len(layers) and layers[index].source_uid == source.uid:
-            index += 1
-        return index
+    def _on_queue_changed(self) -> None:
+        if self._closed:
+            return
+        q = self.queue_view
+        self.queue_panel.set_entries(list(q.entries.values()))
+        running, waiting = q.counts()
+        self.progress.set_counts(running, waiting)
+        self.progress.show_job(q.running(), waiting, q.last_message)
 
     def restore_history(self, entry: HistoryEntry) -> None:
         self.prompt.apply_edit(entry.source_prompt, entry.target_prompt, entry.settings)
@@ -476,8 +423,9 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.prefs.set_window(self.saveGeometry(), self.saveState())
         self.prefs.sync()
+        self.queue_view.close()
         self.bridge.stop()
-        self.worker.shutdown()
+        self.editor.shutdown()
 
     def _save_values(self) -> None:
         if not self.persist:

@@ -72,7 +72,7 @@ def build(window) -> None:
         "Run &edit",
         window.start_edit,
         RUN_EDIT_KEYS,
-        "One edit per target prompt on the active layer",
+        "Edit the active layer: one result layer per target prompt",
     )
     # Esc cancels only while the canvas has focus (in a text field it belongs to the field);
     # the menu entry shows the key without owning it
@@ -81,17 +81,17 @@ def build(window) -> None:
         edit,
         "cancel",
         "&Cancel edit\tEsc",
-        window.worker.cancel_current,
+        window.queue_view.cancel_running,
         None,
-        "Stop the running edit (Esc on the canvas)",
+        "Stop the running job, the app's or a plug-in's (Esc on the canvas)",
     )
     canvas_cancel = QAction("Cancel edit", window.canvas)
     canvas_cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
     canvas_cancel.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-    canvas_cancel.triggered.connect(window.worker.cancel_current)
+    canvas_cancel.triggered.connect(window.queue_view.cancel_running)
     window.canvas.addAction(canvas_cancel)
     window.actions["cancel_on_canvas"] = canvas_cancel
-    _action(window, edit, "cancel_all", "Cancel &all edits", window.worker.cancel_all)
+    _action(window, edit, "cancel_all", "Cancel &all edits", window.queue_view.cancel_all)
     edit.addSeparator()
     _action(
         window, edit, "preferences", "&Preferences...", window.show_preferences, KEYS.Preferences
@@ -185,7 +185,8 @@ def connect_enabled(window) -> None:
         for button in window.mask_bar.operations.values():
             button.setEnabled(has_layer)
 
-    def counts(running: int, waiting: int) -> None:
+    def counts(*_args) -> None:  # every job in the shared queue, the plug-ins' too
+        running, waiting = window.queue_view.counts()
         actions["cancel"].setEnabled(running > 0)
         actions["cancel_on_canvas"].setEnabled(running > 0)
         actions["cancel_all"].setEnabled(running + waiting > 0)
@@ -194,6 +195,6 @@ def connect_enabled(window) -> None:
     for signal in (state.documentReplaced, state.activeLayerChanged, state.layersChanged):
         signal.connect(sync)
     window.files.busyChanged.connect(sync)
-    window.worker.countsChanged.connect(counts)
+    window.queue_view.changed.connect(counts)
     sync()
-    counts(0, 0)
+    counts()

@@ -14,6 +14,8 @@ from typing import Any
 
 from PyQt6.QtCore import QByteArray, QSettings
 
+from cds_desktop.engine import specs
+
 log = logging.getLogger(__name__)
 
 ORGANIZATION = "cds-desktop"
@@ -21,8 +23,8 @@ APPLICATION = "cds-desktop"
 MAX_RECENT = 10
 #: "mps": Apple Silicon GPUs (PyTorch's Metal backend).
 DEVICES = ("auto", "cpu", "cuda", "mps")
-VAE_BACKENDS = ("auto", "torch", "onnx")
-DEFAULT_MODEL = "shapes-demo"
+VAE_BACKENDS = specs.VAE_BACKENDS
+DEFAULT_MODEL = specs.DEMO_MODEL
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -83,7 +85,7 @@ class Preferences:
 
     @property
     def vae_backend(self) -> str:
-        return _choice(self._s.value("engine/vae_backend", "auto"), VAE_BACKENDS)
+        return _choice(self._s.value("engine/vae_backend", specs.DEFAULT_VAE_BACKEND), VAE_BACKENDS)
 
     @vae_backend.setter
     def vae_backend(self, value: str) -> None:

@@ -100,7 +100,8 @@ class Update:
     elapsed: float = 0.0
     preview: np.ndarray | None = None  # (h, w, 3) uint8 of the working region
     box: tuple[int, int, int, int] | None = None  # working region, in layer pixels
-    result: Any = None  # EditResult on "done"
+    result: Any = None  # EditResult on "done" (= results[0])
+    results: tuple = ()  # on "done": one EditResult per target prompt
     error: str | None = None
     message: str = ""
     device: str = ""
@@ -140,6 +141,8 @@ class EditWorker(QObject):
         self._last: dict[int, tuple[float, float]] = {}  # job -> (last progress, last preview)
         self._lock = threading.Lock()
         self._closed = False
+        #: which target's preview a several-target job shows (read on the worker thread)
+        self.preview_index = 0
         self._relay.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
 
     # ------------------------------------------------------------------ GUI-thread API
@@ -204,6 +207,7 @@ class EditWorker(QObject):
             update.device = str(getattr(model, "device", "")) if model is not None else ""
         elif event.kind is EventKind.DONE:
             update.result = event.result
+            update.results = tuple(event.results) or (event.result,)
         self._relay.emit(update)
 
     def _renice_worker(self) -> None:
@@ -227,7 +231,8 @@ class EditWorker(QObject):
         update.step, update.total, update.elapsed, update.box = p.step, p.total, p.elapsed, p.box
         if want_preview:
             try:
-                update.preview = p.preview()
+                index = self.preview_index
+                update.preview = p.preview(index) if index else p.preview()
             except Exception:  # a preview must never break the edit
                 log.exception("preview failed")
         return True

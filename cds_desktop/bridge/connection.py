@@ -131,6 +131,7 @@ class Connection:
         self.limits = limits
         self.id = next(self._ids)
         self.name = f"client#{self.id} {addr[0]}:{addr[1]}"
+        self.client_name = "client"  # what the hello calls it: "cds-krita", "cds-gimp", ...
         self.stream = P.SocketStream(sock)
         self.outbox = Outbox(limits.max_outbox)
         self.session: ClientSession | None = None
@@ -231,7 +232,8 @@ class Connection:
         if not self.gate.authenticate(first.get("token"), self.name):
             raise P.ProtocolError(P.AUTH_FAILED, "missing or wrong token (see the token file)")
         self.gate.admit(self)
-        log.info("%s connected (%s)", self.name, str(first.get("client", ""))[:80])
+        self.client_name = str(first.get("client") or "client")[:80]
+        log.info("%s connected (%s)", self.name, self.client_name)
         P.write_message(stream, self.gate.welcome())
         self.sock.settimeout(limits.io_timeout)
         self.session = self.gate.open_session(self, self.outbox.put)

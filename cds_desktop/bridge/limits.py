@@ -20,8 +20,9 @@ MAX_NONCE_BYTES = 256
 class ServerLimits:
     max_header: int = P.MAX_HEADER_BYTES
     max_payload: int = P.DEFAULT_MAX_PAYLOAD
-    #: per-job pixel budget: the image (and its mask, which must be the same size) may have at
-    #: most this many pixels; checked from the PNG header, decoded only when the job starts
+    #: per-job pixel budget: the image (and its mask, which must be the same size) times the
+    #: number of targets (one output image each) may have at most this many pixels; checked
+    #: from the PNG header, decoded only when the job starts
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: compressed bytes of all uploads waiting in the queue (all clients together)
     max_queued_bytes: int = 1024 * 1024 * 1024
@@ -41,6 +42,9 @@ class ServerLimits:
     #: connection stops reading requests until the client catches up
     max_outbox: int = 64
     max_prompt_chars: int = 4000
+    #: target prompts in one edit (one shared run, one output image each); the pixel budget
+    #: counts every output: width x height x targets <= max_pixels
+    max_targets: int = 8
 
     @property
     def frame_limits(self) -> P.Limits:

@@ -3,6 +3,9 @@ engine request.
 
 Validation needs no decoding: the PNG sizes come from their headers, so a spec holds the
 compressed uploads until its job starts (:meth:`EditSpec.decode`).
+
+An edit names one ``target`` (every protocol-1 client) or a list of ``targets`` (one shared run,
+one result image per target); the per-job pixel budget counts every output image.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 
 from cds_desktop.engine import EditError, EditSettings
 from cds_desktop.engine import jobs as J
+from cds_desktop.engine.settings import MODEL_DEFAULTS
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
 
 from .images import ImageError, decode_png_array, png_size
@@ -41,14 +46,15 @@ class ModelChoice:
     model: str
     device: str = "auto"
     dtype: str = "auto"
-    vae_backend: str = "torch"
+    vae_backend: str = DEFAULT_VAE_BACKEND
 
 
 @dataclass(frozen=True)
 class EditSpec:
     job: str
     source: str
-    target: str
+    #: the target prompts, in result order (one for a ``target`` edit)
+    targets: tuple[str, ...]
     settings: EditSettings
     image_png: bytes = field(repr=False)
     mask_png: bytes | None = field(repr=False)
@@ -56,6 +62,21 @@ class EditSpec:
     height: int
     offset: tuple[int, int] = (0, 0)
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: the edit named its prompts in ``targets``: its messages carry ``count`` and its result
+    #: ``targets`` and ``images`` (a ``target`` edit gets exactly the protocol-1 messages)
+    listed: bool = False
+    #: which target's preview the progress messages carry
+    preview_target: int = 0
+    #: settings the client left to the model (settings.MODEL_DEFAULTS it did not send)
+    model_defaults: frozenset[str] = frozenset()
+
+    @property
+    def target(self) -> str:
+        return self.targets[0]
+
+    @property
+    def count(self) -> int:
+        return len(self.targets)
 
     @property
     def upload_bytes(self) -> int:
@@ -71,12 +92,19 @@ class EditSpec:
         return image, mask
 
     def engine_request(
-        self, image: np.ndarray, mask: np.ndarray | None, choice: ModelChoice, tag: Any
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None,
+        choice: ModelChoice,
+        tag: Any,
+        origin: str = "client",
     ) -> J.EditRequest:
         return J.EditRequest(
             image=image,
             source_prompt=self.source,
-            target_prompt=self.target,
+            target_prompt=self.targets[0],
+            extra_targets=self.targets[1:],
+            model_defaults=self.model_defaults,
             mask=mask,
             settings=self.settings,
             model=choice.model,
@@ -84,6 +112,7 @@ class EditSpec:
             dtype=choice.dtype,
             vae_backend=choice.vae_backend,
             tag=tag,
+            origin=origin,
         )
 
 
@@ -92,8 +121,11 @@ def parse_edit(msg: P.Message, limits: ServerLimits) -> EditSpec:
     if msg.job is None:
         raise bad("an edit needs a job id")
     source = _prompt(msg, "source", limits.max_prompt_chars)
-    target = _prompt(msg, "target", limits.max_prompt_chars)
-    settings = _settings(msg.get("settings"))
+    targets, listed = _targets(msg, limits)
+    preview_target = _preview_target(msg.get("preview_target"), len(targets))
+    raw_settings = msg.get("settings")
+    settings = _settings(raw_settings)
+    given = set(raw_settings) if isinstance(raw_settings, dict) else set()
     offset = _offset(msg.get("offset"))
     meta = _meta(msg.get("meta", {}))
     unexpected = set(msg.parts) - {"image", "mask"}
@@ -112,10 +144,17 @@ def parse_edit(msg: P.Message, limits: ServerLimits) -> EditSpec:
                 )
     except ImageError as exc:
         raise RequestError(exc.code, exc.message) from None
+    outputs = width * height * len(targets)
+    if outputs > limits.max_pixels:
+        raise RequestError(
+            P.TOO_LARGE,
+            f"{len(targets)} targets x {width}x{height} = {outputs} output pixels exceeds the "
+            f"limit of {limits.max_pixels} per edit; send fewer targets per edit",
+        )
     return EditSpec(
         job=msg.job,
         source=source,
-        target=target,
+        targets=targets,
         settings=settings,
         image_png=msg.parts["image"],
         mask_png=mask_png,
@@ -123,16 +162,48 @@ def parse_edit(msg: P.Message, limits: ServerLimits) -> EditSpec:
         height=height,
         offset=offset,
         meta=meta,
+        listed=listed,
+        preview_target=preview_target,
+        model_defaults=frozenset(MODEL_DEFAULTS) - given,
     )
 
 
 def _prompt(msg: P.Message, name: str, max_chars: int) -> str:
-    text = msg.get(name)
+    return _prompt_text(msg.get(name), name, max_chars)
+
+
+def _prompt_text(text: Any, name: str, max_chars: int) -> str:
     if not isinstance(text, str) or not text.strip():
         raise bad(f"{name} must be a non-empty prompt string")
     if len(text) > max_chars:
         raise bad(f"{name} is {len(text)} characters (max {max_chars})")
     return text
+
+
+def _targets(msg: P.Message, limits: ServerLimits) -> tuple[tuple[str, ...], bool]:
+    """(prompts, listed): ``target`` (one prompt) or ``targets`` (a list), never both."""
+    if "targets" not in msg:
+        return (_prompt(msg, "target", limits.max_prompt_chars),), False
+    if "target" in msg:
+        raise bad("send either target (one prompt) or targets (a list), not both")
+    value = msg["targets"]
+    if not isinstance(value, list) or not value:
+        raise bad(f"targets={_short(value)}: expected a non-empty list of prompt strings")
+    if len(value) > limits.max_targets:
+        raise bad(f"{len(value)} targets in one edit (max {limits.max_targets})")
+    prompts = tuple(
+        _prompt_text(text, f"targets[{i}]", limits.max_prompt_chars) for i, text in enumerate(value)
+    )
+    return prompts, True
+
+
+def _preview_target(value: Any, count: int) -> int:
+    if value is None:
+        return 0
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < count
+    if not ok:
+        raise bad(f"preview_target={_short(value)}: expected an integer in 0..{count - 1}")
+    return value
 
 
 def _settings(data: Any) -> EditSettings:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cds_desktop.engine import jobs as J
 from cds_desktop.engine.models import DEMO_MODEL, describe_spec
+from cds_desktop.engine.specs import DEFAULT_VAE_BACKEND
 from plugin_bridge import protocol as P
 
 from .connection import Connection
@@ -81,7 +82,7 @@ class BridgeServer:
         limits: ServerLimits = ServerLimits(),
         device: str = "auto",
         dtype: str = "auto",
-        vae_backend: str = "torch",
+        vae_backend: str = DEFAULT_VAE_BACKEND,
         token_file: Path | None = None,
         on_status: Callable[[BridgeStatus], None] | None = None,
     ) -> None:
@@ -221,6 +222,7 @@ class BridgeServer:
                 "max_pixels": self.limits.max_pixels,
                 "max_jobs": self.limits.max_jobs_per_client,
                 "max_queued_bytes": self.limits.max_queued_bytes,
+                "max_targets": self.limits.max_targets,
             },
         )
 
@@ -234,6 +236,7 @@ class BridgeServer:
             budget=self.budget,
             name=conn.name,
             tag=conn.id,
+            origin=conn.client_name,
         )
 
     def leave(self, conn: Connection) -> None:

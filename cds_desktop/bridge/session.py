@@ -97,6 +97,7 @@ class ClientSession:
         budget: ByteBudget | None = None,
         name: str = "client",
         tag: Any = None,
+        origin: str = "client",
     ) -> None:
         self.send = send
         self.submit = submit
@@ -106,6 +107,7 @@ class ClientSession:
         self.budget = budget if budget is not None else ByteBudget(limits.max_queued_bytes)
         self.name = name
         self.tag = tag
+        self.origin = origin  # EditRequest.origin: the client's name from its hello
         self._jobs: dict[str, _JobState] = {}
         self._lock = threading.Lock()
         self._ended = False
@@ -194,7 +196,7 @@ class ClientSession:
         state.reserved = size
         placeholder = np.empty((0, 0, 4), np.uint8)  # replaced by prepare()
         request = spec.engine_request(
-            placeholder, None, self.choice(), ("bridge", self.tag, spec.job)
+            placeholder, None, self.choice(), ("bridge", self.tag, spec.job), origin=self.origin
         )
         try:
             job = self.submit(request, self._listener(state), self._preparer(state))
@@ -283,13 +285,19 @@ class ClientSession:
             stage = "loading" if event.kind is J.LOADING else "started"
             total = state.spec.settings.steps
             return P.Message(
-                P.PROGRESS, job, stage=stage, step=0, total=total, message=event.message
+                P.PROGRESS,
+                job,
+                stage=stage,
+                step=0,
+                total=total,
+                message=event.message,
+                **_count(state.spec),
             )
         if event.kind is J.PROGRESS:
             return self._progress(state, event.progress)
         if event.kind is J.DONE:
-            result = event.result
-            return Deferred(job, lambda: self._result_message(state, result))
+            results = event.results or (event.result,)
+            return Deferred(job, lambda: self._result_message(state, results))
         if event.kind is J.CANCELLED:
             return error_message(P.CANCELLED, event.message or "cancelled", job=job)
         if state.decode_error is not None:  # an upload that is not a readable PNG after all
@@ -297,14 +305,17 @@ class ClientSession:
         return error_message(FAILURE_CODES[event.failure], event.error or "", job=job)
 
     def _progress(self, state: _JobState, progress) -> Outgoing:
-        job = state.spec.job
+        job, index = state.spec.job, state.spec.preview_target
         fields = dict(
             stage="running",
             step=progress.step,
             total=progress.total,
             elapsed=round(progress.elapsed, 3),
             box=list(progress.box),
+            **_count(state.spec),
         )
+        if state.spec.listed:
+            fields["preview_target"] = index
         now = time.monotonic()
         if (
             progress.step >= progress.total
@@ -314,18 +325,38 @@ class ClientSession:
         state.last_preview = now
 
         def build() -> P.Message:
-            preview = progress.preview()
+            preview = progress.preview(index)
             parts = {} if preview is None else {"preview": encode_png_array(preview)}
             return P.Message(P.PROGRESS, job, parts=parts, **fields)
 
         return Deferred(job, build, droppable=True)
 
-    def _result_message(self, state: _JobState, result) -> P.Message:
+    def _result_message(self, state: _JobState, results) -> P.Message:
+        """One final ``result`` for the whole job: part ``image`` is the first target's image;
+        an edit with ``targets`` also gets ``image.1``, ``image.2``, ... and the header's
+        ``images`` naming the part of each target, in order. A final ``TOO_LARGE`` error
+        instead when the PNGs together exceed ``max_payload`` (the pixel budget makes that
+        rare: incompressible images at the budget's full size)."""
         spec = state.spec
+        if len(results) != spec.count:
+            raise RuntimeError(f"the engine returned {len(results)} results for {spec.count}")
+        names = [P.result_part_name(i) for i in range(len(results))]
+        parts = {name: encode_png_array(r.image) for name, r in zip(names, results, strict=True)}
+        size = sum(len(data) for data in parts.values())
+        if size > self.limits.max_payload:  # a frame the client would refuse (and disconnect)
+            return error_message(
+                P.TOO_LARGE,
+                f"the edited image(s) are {size} bytes of PNG, over the frame limit of "
+                f"{self.limits.max_payload}; send fewer targets per edit or a smaller image",
+                job=spec.job,
+            )
+        listed = {"targets": list(spec.targets), "images": names} if spec.listed else {}
+        result = results[0]
         return P.Message(
             P.RESULT,
             spec.job,
-            parts={"image": encode_png_array(result.image)},
+            parts=parts,
+            **listed,
             offset=list(spec.offset),
             meta=spec.meta,
             width=int(result.image.shape[1]),
@@ -335,6 +366,11 @@ class ClientSession:
             steps=result.steps,
             model=result.model_label,
         )
+
+
+def _count(spec: EditSpec) -> dict[str, int]:
+    """``count`` (the number of targets) for the messages of an edit sent with ``targets``."""
+    return {"count": spec.count} if spec.listed else {}
 
 
 def _mib(n: int) -> str:

@@ -41,6 +41,7 @@ import torch
 
 from . import images
 from .attention import FeatureStore, capture_up_self_attention, frozen
+from .conditioning import to_epsilon, unet_inputs
 from .errors import EditCancelled, EditError, NumericalError
 from .losses import dds_direction, draw_positions, feature_grid, guided, patch_nce
 from .settings import EditSettings
@@ -66,6 +67,7 @@ class CDSObjective:
         self.unet = unet
         self.settings = settings
         self.alphas_cumprod = scheduler.alphas_cumprod.to(dtype=torch.float32)
+        self.prediction_type = scheduler.config.prediction_type
         self.store = FeatureStore()
         self._emb_cache: dict = {}
         #: autograd memory one target row kept for the backward pass in the last measured step
@@ -245,8 +247,15 @@ class CDSObjective:
         return self._emb_cache[key][1]
 
     def _eps(self, latents: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        out = self.unet(latents.to(self.unet.dtype), t, encoder_hidden_states=emb).sample
-        return out.to(latents.dtype)
+        """The one place that calls the UNet: noisy latents -> epsilon, whatever the model
+        predicts (v or x0 converted with this step's alpha_bar), with SDXL's pooled embedding
+        and time ids (packed in ``emb``, see engine/conditioning.py) on every call."""
+        hidden, added = unet_inputs(self.unet, emb, latents)
+        out = self.unet(
+            latents.to(self.unet.dtype), t, encoder_hidden_states=hidden, added_cond_kwargs=added
+        ).sample
+        alpha_bar = self._alphas(latents.device)[t]
+        return to_epsilon(out.to(latents.dtype), latents, alpha_bar, self.prediction_type)
 
     def _cut_pass(
         self, z_trg, noise, scales, t, cond_trg, reference, generator, positions, measure
@@ -442,7 +451,12 @@ def run_edits(
     rgba = images.to_rgba(image)
     mask_arr = None if mask is None else images.to_mask(mask, rgba.shape[:2])
     region = images.plan_region(
-        rgba.shape[:2], mask_arr, settings.working_size, model.size_multiple, settings.crop_margin
+        rgba.shape[:2],
+        mask_arr,
+        settings.working_size,
+        model.size_multiple,
+        settings.crop_margin,
+        min_cells=max(settings.patch_sizes) if settings.effective_w_cut > 0 else 1,
     )
     device = model.device
     draws = Draws(settings.seed)

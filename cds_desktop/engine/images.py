@@ -84,24 +84,50 @@ def plan_region(
     working_size: int,
     multiple: int,
     margin: float,
+    min_cells: int = 2,
 ) -> Region:
-    """The box to edit and the model-side size for it."""
+    """The box to edit and the model-side size for it.
+
+    The box is the mask's bounding box plus ``margin`` (a fraction of its long side), or the
+    whole image. Each side of the working size is a multiple of ``multiple`` and at least
+    ``min_cells * multiple``: the UNet's coarsest feature map is ``work / multiple`` cells
+    across, and PatchNCE pools it with patches of up to ``min_cells`` cells. A box too thin
+    for that (a thin mask, a mask along the image edge) is widened across its short side,
+    staying inside the image; where the image itself is too thin, the region is stretched to
+    the minimum (the composite scales the result back to the box).
+    """
     h, w = image_hw
+    if h < 1 or w < 1:
+        raise EditError(f"image size {w}x{h}: the image is empty")
     if mask is None:
         box = (0, 0, w, h)
     else:
         ys, xs = np.nonzero(mask > 0)
         if len(xs) == 0:
             raise EditError("the mask is empty: paint the area to edit (or pass no mask)")
-        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
         pad = int(round(margin * max(x1 - x0, y1 - y0)))
         box = (max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad))
-    bw, bh = box[2] - box[0], box[3] - box[1]
+    min_side = max(1, int(min_cells)) * multiple
+    working_size = max(int(working_size), min_side)
+    # at the scale that maps the long side to working_size, the short side must give min_side
+    need = int(np.ceil(max(box[2] - box[0], box[3] - box[1]) * min_side / working_size))
+    x0, x1 = _widen(box[0], box[2], need, w)
+    y0, y1 = _widen(box[1], box[3], need, h)
+    bw, bh = x1 - x0, y1 - y0
     scale = working_size / max(bw, bh)
-    return Region(
-        box=tuple(int(v) for v in box),
-        work_size=(snap(bw * scale, multiple), snap(bh * scale, multiple)),
-    )
+    work = tuple(max(min_side, snap(side * scale, multiple)) for side in (bw, bh))
+    return Region(box=(x0, y0, x1, y1), work_size=work)
+
+
+def _widen(lo: int, hi: int, need: int, limit: int) -> tuple[int, int]:
+    """Grow [lo, hi) to at least ``need`` (at most ``limit``) around its centre, inside
+    [0, limit)."""
+    size = min(max(need, hi - lo), limit)
+    if size <= hi - lo:
+        return lo, hi
+    lo = max(0, min(lo - (size - (hi - lo)) // 2, limit - size))
+    return lo, lo + size
 
 
 def region_tensor(rgba: np.ndarray, region: Region) -> torch.Tensor:

@@ -11,6 +11,9 @@ A job cancelled while queued never starts; a running job stops within one step. 
 with several target prompts (``target_prompt`` + ``extra_targets``) runs as one shared edit
 (``run_edits``): one job, one progress stream with ``Progress.count`` = K, one DONE event with
 ``results`` (one EditResult per target, in order; ``result`` is the first); cancel stops all.
+
+Observers (:meth:`JobQueue.add_observer`) see every event of every job, whoever submitted it:
+the app uses one to show the plug-ins' jobs beside its own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .cds import EditResult, Progress, drain, run_edits
 from .errors import EditCancelled, EditError, ModelError
 from .models import DEMO_MODEL, LoadedModel, load_model
 from .settings import EditSettings
+from .specs import DEFAULT_VAE_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,15 @@ class EditRequest:
     model: str = DEMO_MODEL
     device: str = "auto"
     dtype: str = "auto"
-    vae_backend: str = "torch"
+    vae_backend: str = DEFAULT_VAE_BACKEND
     tag: Any = None  # opaque caller data (layer id, client, ...)
     #: more target prompts edited in the same shared run (one result each, after target_prompt)
     extra_targets: tuple[str, ...] = ()
+    #: settings the caller left unset (names in settings.MODEL_DEFAULTS): the worker fills them
+    #: from the loaded model's recommended values (e.g. guidance 5 for SDXL) before it runs
+    model_defaults: frozenset[str] = frozenset()
+    #: who submitted it, shown in queue views: "app", or a plug-in client's name
+    origin: str = ""
 
     @property
     def target_prompts(self) -> tuple[str, ...]:
@@ -104,6 +113,7 @@ Listener = Callable[[JobEvent], None]
 #: runs on the worker thread when a job starts and returns the request to run (the bridge
 #: keeps uploads compressed while queued and decodes them here); EditError -> USER_INPUT
 Prepare = Callable[[EditRequest], EditRequest]
+Observer = Callable[["Job", JobEvent], None]
 
 
 class Job:
@@ -113,6 +123,7 @@ class Job:
         request: EditRequest,
         listener: Listener | None,
         prepare: Prepare | None = None,
+        notify: Observer | None = None,
     ) -> None:
         self.id = job_id
         self.request = request
@@ -122,6 +133,7 @@ class Job:
         self.results: tuple[EditResult, ...] = ()
         self.error: str | None = None
         self._listener = listener
+        self._notify = notify
         self._cancel = threading.Event()
         self._finished = threading.Event()
 
@@ -145,6 +157,8 @@ class Job:
                 self._listener(event)
             except Exception:  # a broken listener must not kill the worker
                 log.exception("job listener failed")
+        if self._notify is not None:
+            self._notify(self, event)
         if event.kind in FINAL:
             self._finished.set()
 
@@ -162,6 +176,7 @@ class JobQueue:
         self._model: LoadedModel | None = None
         self._model_key: tuple | None = None
         self.current: Job | None = None
+        self._observers: tuple[Observer, ...] = ()
 
     # ------------------------------------------------------------------ public API
     def submit(
@@ -171,7 +186,7 @@ class JobQueue:
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the job queue is shut down")
-            job = Job(next(self._ids), request, listener, prepare)
+            job = Job(next(self._ids), request, listener, prepare, self._notify)
             position = len(self._queue) + 1 + (self.current is not None)
         # reported before the worker can see the job, so QUEUED always comes first
         job._emit(
@@ -198,6 +213,28 @@ class JobQueue:
     def pending(self) -> list[Job]:
         with self._cond:
             return list(self._queue)
+
+    def jobs(self) -> list[Job]:
+        """The running job (if any) and the waiting ones, in the order they will run."""
+        with self._cond:
+            return ([self.current] if self.current is not None else []) + list(self._queue)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(job, event)`` for every event of every job (after the job's own
+        listener, on the thread that reports it: the submitter's for QUEUED, else the worker)."""
+        with self._cond:
+            self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        with self._cond:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def _notify(self, job: Job, event: JobEvent) -> None:
+        for observer in self._observers:
+            try:
+                observer(job, event)
+            except Exception:  # a broken observer must not kill the worker
+                log.exception("job observer failed")
 
     @property
     def model(self) -> LoadedModel | None:
@@ -264,8 +301,9 @@ class JobQueue:
                 raise EditCancelled("cancelled while the model was loading")
             job._emit(JobEvent(job.id, STARTED, message=model.label))
             r = job.request
+            settings = r.settings.with_model_defaults(model.recommended, r.model_defaults)
             gen = run_edits(
-                model, r.image, r.source_prompt, r.target_prompts, r.mask, r.settings, job._cancel
+                model, r.image, r.source_prompt, r.target_prompts, r.mask, settings, job._cancel
             )
             results = tuple(drain(gen, lambda p: job._emit(JobEvent(job.id, PROGRESS, progress=p))))
             job._emit(

@@ -1,13 +1,10 @@
-"""Load the components CDS needs (UNet, VAE backend, text encoder, tokenizer, scheduler).
+"""Load the components CDS needs (UNet, VAE backend, text encoder(s), tokenizer(s), scheduler).
 
-A model spec is one of:
-* ``shapes-demo`` - the embedded demo model (resources/models/shapes-demo; 64x64 shapes only);
-* ``tiny-random`` - a tiny randomly initialised pipeline for tests (random weights, no edits);
-* a Hugging Face repo id (default Stable Diffusion: ``stable-diffusion-v1-5/stable-diffusion-v1-5``),
-  honouring HF_HOME and HF_HUB_OFFLINE;
-* a local diffusers folder; or a single ``.safetensors`` / ``.ckpt`` checkpoint file.
+Model specs and families are described in engine/specs.py; single-file checkpoints in
+engine/families.py. Every way of loading ends in engine/validation.py's checks, which turn a
+broken model into one ModelError line naming the component at fault.
 
-A folder may carry ``cds_model.json``: ``{"label", "kind", "native_size", "recommended": {"w_cut"}}``.
+A folder may carry ``cds_model.json``: ``{"label", "kind", "native_size", "recommended": {...}}``.
 """
 
 from __future__ import annotations
@@ -15,24 +12,31 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import specs
+from .conditioning import pack
 from .errors import ModelError
 from .resources import resource_path
+from .specs import (  # noqa: F401  (re-exported: callers import these names from here)
+    CHECKPOINT_SUFFIXES,
+    DEFAULT_VAE_BACKEND,
+    DEMO_MODEL,
+    FAMILIES,
+    SD15_REPO,
+    TINY_RANDOM,
+)
+from .tiny_random import tiny_random_components  # noqa: F401  (re-exported)
 from .vae import create_backend, vae_scale_factor
+from .validation import check_tokenizer_folder, precheck_folder, validate_components
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL = "shapes-demo"
-TINY_RANDOM = "tiny-random"
-SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SIDECAR = "cds_model.json"
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
 @dataclass
@@ -51,6 +55,12 @@ class LoadedModel:
     dtype: torch.dtype
     native_size: int
     recommended: dict = field(default_factory=dict)
+    #: a key of specs.FAMILIES ("" for the demo and tiny-random models)
+    family: str = ""
+    text_encoder_2: torch.nn.Module | None = None
+    tokenizer_2: object | None = None
+    #: SDXL: the unconditional ("") embedding is all zeros, as in SDXL's own pipelines
+    zeros_for_empty_prompt: bool = False
     _prompt_cache: dict = field(default_factory=dict, repr=False)
     _rgb_projection: torch.Tensor | None = field(default=None, repr=False)
 
@@ -64,20 +74,48 @@ class LoadedModel:
     def is_random(self) -> bool:
         return self.kind == "random"
 
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.prediction_type
+
     @torch.no_grad()
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """Text -> [1, L, D] embeddings on the device, in the UNet's dtype (cached per prompt)."""
+        """Text -> prompt conditioning, cached, in the UNet's dtype on the device.
+
+        SD-1.x/2.x: the text encoder's last hidden state, (1, L, D). SDXL: both encoders'
+        penultimate hidden states side by side plus the pooled embedding of the second,
+        packed as (1, L + 1, D) (engine/conditioning.py).
+        """
         if text not in self._prompt_cache:
-            ids = self.tokenizer(
-                text,
-                padding="max_length",
-                max_length=self.tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids.to(self.device)
-            emb = self.text_encoder(ids)[0]
+            if self.text_encoder_2 is None:
+                emb = self.text_encoder(self._ids(self.tokenizer, text))[0]
+            else:
+                emb = self._encode_two(text)
             self._prompt_cache[text] = emb.to(self.unet.dtype)
         return self._prompt_cache[text]
+
+    def _ids(self, tokenizer, text: str) -> torch.Tensor:
+        """Token ids padded to the tokenizer's length with its padding id (for the carried
+        tokenizers the family's, ``cds_pad_id``: see families.load_tokenizer)."""
+        length = tokenizer.model_max_length
+        ids = tokenizer(text, truncation=True, max_length=length).input_ids
+        pad = getattr(tokenizer, "cds_pad_id", tokenizer.pad_token_id)
+        ids = ids + [pad] * (length - len(ids))
+        return torch.tensor([ids], device=self.device)
+
+    def _encode_two(self, text: str) -> torch.Tensor:
+        hidden = []
+        out = None
+        for tok, enc in (
+            (self.tokenizer, self.text_encoder),
+            (self.tokenizer_2, self.text_encoder_2),
+        ):
+            out = enc(self._ids(tok, text), output_hidden_states=True)
+            hidden.append(out.hidden_states[-2])
+        states, pooled = torch.cat(hidden, dim=-1), out.text_embeds
+        if self.zeros_for_empty_prompt and not text.strip():
+            states, pooled = torch.zeros_like(states), torch.zeros_like(pooled)
+        return pack(states, pooled, self.vae.scale_factor)
 
     def rgb_projection(self) -> torch.Tensor:
         """A (C+1, 3) linear map latent -> RGB in [-1, 1] for cheap live previews.
@@ -109,16 +147,39 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
-        raise ModelError(f"device={device!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device='cuda' was asked for, but this PyTorch build sees no CUDA GPU")
+    except (RuntimeError, TypeError):
+        raise ModelError(f"device={device!r}: expected {specs.DEVICES_HELP}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ModelError(
+                f"device={device!r}: this PyTorch build sees no CUDA GPU (use --device cpu, or "
+                "install a CUDA build of PyTorch)"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ModelError(
+                f"device={device!r}: there is no such GPU; this machine has {count} "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    elif dev.type == "mps":
+        if not _mps_available():
+            raise ModelError(
+                f"device={device!r}: Apple's MPS backend is not available on this machine "
+                "(use --device cpu)"
+            )
+    elif dev.type != "cpu":
+        raise ModelError(f"device={device!r}: expected {specs.DEVICES_HELP}")
     return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
 
 
 def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
@@ -126,50 +187,60 @@ def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype not in names:
-        raise ModelError(f"dtype={dtype!r}: expected auto, fp32, fp16 or bf16")
+        raise ModelError(f"dtype={dtype!r}: expected {', '.join(specs.DTYPES)}")
     return names[dtype]
 
 
 # ----------------------------------------------------------------------------- loading
 def describe_spec(spec: str) -> str:
-    if spec == TINY_RANDOM:
-        return "tiny-random (RANDOM WEIGHTS - a test fixture, edits are noise)"
-    if spec == DEMO_MODEL:
-        return "shapes-demo (demo model: 64x64 coloured shapes only)"
-    return spec
+    """The user-facing label of a spec (specs.label; kept for callers of this module)."""
+    return specs.label(spec)
 
 
 def load_model(
-    spec: str = DEMO_MODEL, device: str = "auto", dtype: str = "auto", vae_backend: str = "torch"
+    spec: str = DEMO_MODEL,
+    device: str = "auto",
+    dtype: str = "auto",
+    vae_backend: str = DEFAULT_VAE_BACKEND,
+    family: str = "auto",
 ) -> LoadedModel:
-    """Load a model by spec (see module doc). Raises ModelError with a readable message."""
+    """Load a model by spec (engine/specs.py). ``family`` (``auto`` or a specs.FAMILIES key)
+    forces the family of a single-file checkpoint and the per-family defaults of a folder.
+    Raises ModelError with a one-line, readable message."""
+    if family != "auto" and family not in FAMILIES:
+        raise ModelError(
+            f"family={family!r}: expected auto or one of {', '.join(specs.FAMILY_NAMES)}"
+        )
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
     if spec == TINY_RANDOM:
-        parts, meta = (
-            tiny_random_components(),
-            {
-                "label": describe_spec(TINY_RANDOM),
-                "kind": "random",
-                "native_size": 32,
-            },
-        )
+        parts = tiny_random_components()
+        meta = {"label": specs.RANDOM_LABEL, "kind": "random", "native_size": 32}
     else:
-        parts, meta = _load_pipeline_parts(spec, dt)
+        parts, meta = _load_parts(spec, family)
     return _assemble(spec, parts, meta, dev, dt, vae_backend)
 
 
 def _assemble(spec, parts, meta, dev, dt, vae_backend) -> LoadedModel:
+    where = meta.get("where", spec)
+    validate_components(parts, where)
     unet = _to(parts["unet"], dev, dt)
     text_encoder = _to(parts["text_encoder"], dev, dt)
+    text_encoder_2 = parts.get("text_encoder_2")
+    if text_encoder_2 is not None:
+        text_encoder_2 = _to(text_encoder_2, dev, dt)
     vae_dtype = torch.float32 if dt == torch.float16 else dt  # SD VAEs overflow in fp16
     vae = create_backend(parts["vae"], vae_backend, dev, vae_dtype, identity=spec)
+    family = meta.get("family", "")
+    recommended = dict(FAMILIES[family].defaults()) if family in FAMILIES else {}
+    recommended.pop("working_size", None)
+    recommended.update(meta.get("recommended") or {})
     native = int(
         meta.get("native_size") or unet.config.sample_size * vae_scale_factor(parts["vae"])
     )
     return LoadedModel(
         spec=spec,
-        label=meta.get("label") or describe_spec(spec),
+        label=meta.get("label") or specs.label(spec),
         kind=meta.get("kind", "sd"),
         unet=unet,
         vae=vae,
@@ -179,7 +250,11 @@ def _assemble(spec, parts, meta, dev, dt, vae_backend) -> LoadedModel:
         device=dev,
         dtype=dt,
         native_size=native,
-        recommended=dict(meta.get("recommended") or {}),
+        recommended=recommended,
+        family=family,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=parts.get("tokenizer_2"),
+        zeros_for_empty_prompt=bool(meta.get("zeros_for_empty_prompt", family == "sdxl")),
     )
 
 
@@ -192,81 +267,168 @@ def _to(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> to
 
 
 def resolve_spec(spec: str) -> tuple[str, Path | None]:
-    """Return (how, path): how is 'folder', 'file' or 'hub'."""
+    """Return (how, path): how is 'folder', 'file' or 'hub'. A spec that reads as a path but
+    does not exist is an error here (it is never sent to the Hub as a repo id)."""
     if spec == DEMO_MODEL:
         path = resource_path("models", DEMO_MODEL)
         if not (path / "model_index.json").is_file():
             raise ModelError(
                 f"the embedded demo model was not found at {path}. It ships with the repository "
                 "(resources/models/shapes-demo); re-clone, or train it with "
-                "`python tools/train_demo_model.py`."
+                "`python tools/train_demo_model.py`"
             )
         return "folder", path
+    if not spec or not spec.strip():
+        raise ModelError("the model is empty: give shapes-demo, a folder, a file or a repo id")
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
         return "folder", path
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        if not path.is_file():
-            raise ModelError(f"model file {path} does not exist")
-        return "file", path
-    looks_like_repo = (
-        spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not path.exists()
-    )
-    if not looks_like_repo:
+    if path.is_file():
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            return "file", path
         raise ModelError(
-            f"model {spec!r}: not a diffusers folder (with model_index.json), a .safetensors/.ckpt "
-            "file, or a Hugging Face repo id like 'stable-diffusion-v1-5/stable-diffusion-v1-5'"
+            f"model file {path}: expected a .safetensors or .ckpt checkpoint (or a diffusers folder)"
+        )
+    if specs.looks_like_path(spec):
+        raise ModelError(
+            f"model path {path} does not exist (relative paths start from {Path.cwd()})"
         )
     return "hub", None
 
 
-def _load_pipeline_parts(spec: str, dt: torch.dtype) -> tuple[dict, dict]:
-    from diffusers import StableDiffusionPipeline
+def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()  # the callers show their own progress
     transformers_logging.disable_progress_bar()
     how, path = resolve_spec(spec)
-    kwargs = {
-        "torch_dtype": torch.float32,
-        "safety_checker": None,
-        "requires_safety_checker": False,
-    }
+    if how == "file":
+        from .families import load_single_file
+
+        return load_single_file(path, family)
+    if how == "folder" and not (path / "model_index.json").is_file():
+        raise ModelError(
+            f"{path} is a folder but not a diffusers model (no model_index.json); give the "
+            "model's top folder, or a .safetensors/.ckpt file"
+        )
+    if how == "folder":
+        precheck_folder(path)
+    source = str(path) if how == "folder" else spec
     try:
-        if how == "file":
-            pipe = StableDiffusionPipeline.from_single_file(str(path), **kwargs)
-        elif how == "folder":
-            if not (path / "model_index.json").is_file():
-                raise ModelError(
-                    f"{path} is a folder but not a diffusers model (no model_index.json)"
-                )
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
-        else:
-            pipe = StableDiffusionPipeline.from_pretrained(spec, **kwargs)
+        parts = _load_components(source, local=how == "folder")
     except ModelError:
         raise
-    except Exception as exc:  # diffusers/hub raise many types; the user needs one message
+    except Exception as exc:  # diffusers/hub raise many types; the user needs one line
         raise ModelError(_load_failure_message(spec, how, path, exc)) from None
     meta = _read_sidecar(path) if how == "folder" else {}
-    parts = {k: getattr(pipe, k) for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
+    meta.setdefault("where", source)
+    if meta.get("kind") != "demo":
+        detected = _family_of(parts)
+        if family != "auto" and family.split("-")[0] != detected.split("-")[0]:
+            raise ModelError(
+                f"model {source}: --family {family} was asked for, but its components are "
+                f"{FAMILIES[detected].label}"
+            )
+        meta["family"] = detected if family == "auto" else family
     return parts, meta
 
 
+def _family_of(parts: dict) -> str:
+    from .families import family_of_components
+
+    return family_of_components(
+        parts["unet"].config,
+        parts["scheduler"].config.prediction_type,
+        parts["text_encoder"].config,
+    )
+
+
+def _load_components(source: str, local: bool) -> dict:
+    """Load a diffusers folder or cached repo component by component (so a failure names its
+    component). The scheduler is read as DDPM: CDS needs only its noise schedule."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    index = _model_index(source, local)
+    two = "text_encoder_2" in index
+    if local:
+        for name in ("tokenizer", "tokenizer_2") if two else ("tokenizer",):
+            check_tokenizer_folder(Path(source) / name)
+    kw = {"local_files_only": local or _offline()}
+    parts: dict = {}
+    loaders = [
+        ("unet", lambda: UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)),
+        ("vae", lambda: AutoencoderKL.from_pretrained(source, subfolder="vae", **kw)),
+        (
+            "text_encoder",
+            lambda: CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kw),
+        ),
+        ("tokenizer", lambda: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kw)),
+        ("scheduler", lambda: DDPMScheduler.from_pretrained(source, subfolder="scheduler", **kw)),
+    ]
+    if two:
+        loaders += [
+            (
+                "text_encoder_2",
+                lambda: CLIPTextModelWithProjection.from_pretrained(
+                    source, subfolder="text_encoder_2", **kw
+                ),
+            ),
+            (
+                "tokenizer_2",
+                lambda: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer_2", **kw),
+            ),
+        ]
+    for name, load in loaders:
+        try:
+            parts[name] = load()
+        except Exception as exc:
+            raise _ComponentError(name, exc) from None
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if name in parts:
+            parts[name] = parts[name].float().eval()
+    return parts
+
+
+class _ComponentError(Exception):
+    def __init__(self, component: str, exc: Exception) -> None:
+        super().__init__(f"component {component}: {_first_line(exc)}")
+        self.component = component
+
+
+def _model_index(source: str, local: bool) -> dict:
+    if local:
+        return json.loads((Path(source) / "model_index.json").read_text(encoding="utf-8"))
+    from huggingface_hub import hf_hub_download
+
+    with open(hf_hub_download(source, "model_index.json", local_files_only=_offline())) as f:
+        return json.load(f)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    return line.rstrip(". ")
+
+
 def _load_failure_message(spec: str, how: str, path: Path | None, exc: Exception) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = _first_line(exc)
+    if how == "hub" and _offline() and "traffic has been disabled" in reason:
+        reason = "it is not in the cache"
     if how == "hub":
         cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false")
+        mode = "in offline mode (HF_HUB_OFFLINE is set)" if _offline() else "or the Hub"
         return (
-            f"could not load model {spec!r} from the Hugging Face cache ({cache}) "
-            f"{'in offline mode (HF_HUB_OFFLINE is set)' if offline else 'or the Hub'}: {reason}. "
-            f"Download it once with `huggingface-cli download {spec}` (or pass a local diffusers "
-            "folder or .safetensors file with --model); the embedded demo model is 'shapes-demo'."
+            f"could not load model {spec!r} from the Hugging Face cache ({cache}) {mode}: "
+            f"{reason}. Download it once with {specs.download_hint(spec)}, or pass a local "
+            "folder or .safetensors file with --model (a relative folder path needs ./)"
         )
-    return (
-        f"could not load model from {path}: {reason}. Is it a complete, uncorrupted SD-1.x model?"
-    )
+    return f"could not load model from {path}: {reason}"
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -278,78 +440,3 @@ def _read_sidecar(path: Path) -> dict:
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s: %s", f, exc)
         return {}
-
-
-# ----------------------------------------------------------------------------- tiny random
-TINY_WORDS = (
-    "a an the photo of cat dog pig cow horse bird red green blue yellow circle square "
-    "triangle sky tree house car man woman"
-).split()
-
-
-def tiny_random_components(seed: int = 0) -> dict:
-    """A tiny, seeded, randomly initialised SD-shaped pipeline (test fixture; < 2 s).
-
-    VAE: 2x downsampling (so nothing may assume 8); UNet: (32, 64) channels with
-    self-attention in its up block; CLIP text encoder of width 32; tokenizer files made locally.
-    """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from .tokenizer_files import write_clip_tokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp, TINY_WORDS))
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    scheduler = DDPMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        clip_sample=False,
-        prediction_type="epsilon",
-    )
-    return {
-        "unet": unet.eval(),
-        "vae": vae.eval(),
-        "text_encoder": text_encoder.eval(),
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-    }

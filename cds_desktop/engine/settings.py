@@ -5,7 +5,9 @@ t ~ U{50..948}, classifier-free guidance 7.5 on both branches, w_dds 1, w_cut 3 
 PatchNCE with tau 0.07 over patch sizes (1, 2) and 256 positions per layer.
 
 ``w_cut`` and ``working_size`` may be left ``None``: they then come from the loaded model
-(its recommended w_cut and native resolution), see :meth:`EditSettings.resolved`.
+(its recommended w_cut and native resolution), see :meth:`EditSettings.resolved`. Knobs with a
+plain default that a model family changes (``guidance_scale``: 5 for SDXL) are filled from the
+loaded model by :meth:`EditSettings.with_model_defaults` when the user did not choose them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ DDS_SCALES = ("per_element", "published")
 DDS_REFERENCE_ELEMENTS = 64 * 64
 DDS_GAIN = 2000.0
 DEFAULT_W_CUT_SD = 3.0
+#: knobs a model may recommend (LoadedModel.recommended) that have a plain default here: a
+#: caller that leaves one unset lets the loaded model's value apply (with_model_defaults)
+MODEL_DEFAULTS = ("guidance_scale",)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,16 @@ class EditSettings:
             changes["w_cut"] = float(w_cut)
         if self.working_size is None and working_size is not None:
             changes["working_size"] = int(working_size)
+        return self.replace(**changes) if changes else self
+
+    def with_model_defaults(self, recommended: dict, unset) -> EditSettings:
+        """These settings with each knob named in ``unset`` (one the user did not choose,
+        among MODEL_DEFAULTS) taken from the model's ``recommended`` values where it has one."""
+        changes = {
+            name: recommended[name]
+            for name in unset
+            if name in MODEL_DEFAULTS and recommended.get(name) is not None
+        }
         return self.replace(**changes) if changes else self
 
     def to_dict(self) -> dict:

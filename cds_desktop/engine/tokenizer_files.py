@@ -97,3 +97,49 @@ def write_clip_tokenizer(folder: str | Path, words: Iterable[str], max_length: i
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     return folder
+
+
+# ----------------------------------------------------------------------------- real CLIP BPE
+#: How many merges of the published BPE file CLIP uses (its vocabulary is 49408 tokens:
+#: 256 bytes, 256 end-of-word bytes, 48894 merges, 2 special tokens).
+CLIP_MERGES = 49152 - 256 - 2
+CLIP_VOCAB_SIZE = 49408
+
+
+def clip_bpe_to_hf(bpe_text: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Turn CLIP's published BPE merge list (``bpe_simple_vocab_16e6.txt``, as shipped by
+    open-clip-torch) into Hugging Face's ``vocab.json`` mapping and ``merges.txt`` pairs.
+
+    Token ids follow CLIP's reference tokenizer: the 256 byte stand-ins (in the GPT-2 table's
+    order), the same with ``</w>``, one token per merge in rank order, then the start and end
+    tokens (named ``<|startoftext|>`` / ``<|endoftext|>`` as in Hugging Face's files).
+    """
+    lines = bpe_text.split("\n")[1 : CLIP_MERGES + 1]  # line 0 is a version header
+    merges = [tuple(line.split()) for line in lines]
+    if len(merges) != CLIP_MERGES or any(len(m) != 2 for m in merges):
+        raise ValueError(f"not CLIP's BPE merge list: expected {CLIP_MERGES} pairs")
+    base = list(gpt2_byte_table().values())
+    tokens = base + [c + "</w>" for c in base] + ["".join(m) for m in merges] + [BOS, EOS]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    if len(vocab) != CLIP_VOCAB_SIZE:
+        raise ValueError(f"derived {len(vocab)} tokens, expected {CLIP_VOCAB_SIZE}")
+    return vocab, merges
+
+
+def gpt2_byte_table() -> dict[int, str]:
+    """byte -> printable stand-in, in the order CLIP's reference code builds it (printable
+    bytes first, then the rest mapped to 256 + n). Ids of the base vocabulary follow this order."""
+    table = _byte_alphabet()
+    keep = [b for b in range(256) if table[b] == chr(b)]
+    rest = [b for b in range(256) if table[b] != chr(b)]
+    return {b: table[b] for b in keep + rest}
+
+
+def write_hf_files(folder: str | Path, vocab: dict[str, int], merges) -> Path:
+    """Write ``vocab.json`` and ``merges.txt`` in Hugging Face's CLIP format."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

@@ -117,8 +117,12 @@ def make_window(qtbot, prefs):
     windows = []
 
     def make(model: str = "tiny-random", **kwargs):
-        win = MainWindow(prefs, model=model, queue=JobQueue(loader=cached_loader), **kwargs)
+        queue = kwargs.pop("queue", None) or JobQueue(loader=cached_loader)
+        win = MainWindow(prefs, model=model, queue=queue, **kwargs)
         win.ask_unsaved = lambda: "discard"
+        # an empty mask asks before editing the whole layer; the dialog's own tests put the
+        # real question (win._ask_whole_layer) back
+        win.editor.ask_whole_layer = lambda layer: True
         qtbot.addWidget(win)
         win.resize(900, 600)
         win.show()

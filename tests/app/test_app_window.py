@@ -89,16 +89,23 @@ def test_open_mask_edit_adds_a_result_layer_and_keeps_the_source(
     assert window.state.doc.layers[1] is result
 
 
-def test_several_targets_queue_visibly_and_history_restores(qtbot, window, circle_png, fast_values):
+def test_edits_pressed_while_one_runs_queue_visibly_and_history_restores(
+    qtbot, window, circle_png, fast_values
+):
     window.open_path(circle_png)
-    window.prompt.set_values(fast_values(targets="a blue circle\na green square", seed=5))
-    counts = []
-    window.worker.countsChanged.connect(lambda running, waiting: counts.append(waiting))
+    source = window.state.active_layer
+    finished = []
+    window.worker.finished.connect(lambda update, record: finished.append(update))
     texts = []
-    window.worker.countsChanged.connect(lambda *_: texts.append(window.progress.queue.text()))
-    finished = run_and_wait(qtbot, window, n=2)
+    window.queue_view.changed.connect(lambda: texts.append(window.progress.queue.text()))
+    window.prompt.set_values(fast_values(targets="a blue circle", seed=5))
+    assert len(window.start_edit()) == 1
+    window.state.set_active(source.uid)  # the second edit is of the source too
+    window.prompt.set_values(fast_values(targets="a green square", seed=5))
+    assert len(window.start_edit()) == 1
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=RUN_TIMEOUT)
     assert [u.kind for u in finished] == [EventKind.DONE, EventKind.DONE]
-    assert max(counts) >= 1 and "1 queued" in texts
+    assert "1 queued" in texts
     names = [layer.name for layer in window.state.doc.layers]
     assert names[0] == "circle"
     # FIFO, and each result goes above the source's earlier results, so the newest shows
@@ -115,6 +122,8 @@ def test_several_targets_queue_visibly_and_history_restores(qtbot, window, circl
     assert window.prompt.target_prompts() == ["a green square"]
     assert window.prompt.seed.value() == 5 and window.prompt.steps.value() == 3
     assert window.state.active_uid == entry.layer_uid
+    qtbot.waitUntil(lambda: window.progress.status.text().startswith("Ready"))
+    assert not window.queue_panel.isVisible()
 
 
 def test_cancel_mid_run(qtbot, window, circle_png, fast_values):
@@ -129,7 +138,8 @@ def test_cancel_mid_run(qtbot, window, circle_png, fast_values):
     qtbot.waitUntil(lambda: bool(finished), timeout=RUN_TIMEOUT)
     assert finished[0].kind is EventKind.CANCELLED
     assert [layer.name for layer in window.state.doc.layers] == ["circle"]
-    assert not window.worker.busy and not window.progress.cancel.isEnabled()
+    assert not window.worker.busy
+    qtbot.waitUntil(lambda: not window.progress.cancel.isEnabled())
 
 
 def test_model_error_is_shown_and_the_next_edit_works(
@@ -331,7 +341,7 @@ def test_tool_keys_do_not_steal_typing(qtbot, window):
     ids=["no-mps", "bf16-on-mps"],
 )
 def test_mps_is_offered_and_its_failure_is_one_line(
-    qtbot, prefs, circle_png, fast_values, monkeypatch, problem
+    qtbot, make_window, prefs, circle_png, fast_values, monkeypatch, problem
 ):
     """Preferences offer mps; the engine refusing it (faked here: no Mac in CI) ends as one
     line in the window's error banner: no traceback, no details dialog, no result layer."""
@@ -351,19 +361,13 @@ def test_mps_is_offered_and_its_failure_is_one_line(
     dialogs = []
     monkeypatch.setattr(PreferencesDialog, "exec", choose_mps)
     monkeypatch.setattr(error_dialog, "show", lambda window, message: dialogs.append(message))
-    window = MainWindow(prefs, model="tiny-random", queue=JobQueue(loader=loader))
-    qtbot.addWidget(window)
-    try:
-        window.show_preferences()
-        assert prefs.device == "mps" and window.device_label.text() == "device: mps"
-        window.open_path(circle_png)
-        window.prompt.set_values(fast_values())
-        finished = run_and_wait(qtbot, window)
-        assert finished[0].kind is EventKind.FAILED and asked == ["mps"]
-        banner = window.progress.error.text()
-        assert banner == f"model error: {problem}", banner
-        assert dialogs == [] and len(window.state.doc.layers) == 1
-    finally:
-        window.ask_unsaved = lambda: "discard"
-        window.close()
-        window.shutdown()
+    window = make_window(queue=JobQueue(loader=loader))
+    window.show_preferences()
+    assert prefs.device == "mps" and window.device_label.text() == "device: mps"
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values())
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind is EventKind.FAILED and asked == ["mps"]
+    banner = window.progress.error.text()
+    assert banner == f"model error: {problem}", banner
+    assert dialogs == [] and len(window.state.doc.layers) == 1

@@ -330,6 +330,24 @@ def test_idle_connection_times_out_and_the_client_reconnects(job_queue):
             assert client.ping() >= 0  # dropped silently, reconnected transparently
 
 
+def test_queue_observers_see_which_plug_in_submitted_a_job(server, job_queue):
+    seen = []
+
+    def observer(job, event):
+        if event.kind is EventKind.QUEUED:
+            seen.append(job.request.origin)
+
+    job_queue.add_observer(observer)
+    try:
+        with client_for(server, client_name="cds-krita") as client:
+            job, _, _ = _submit(client, 4, (4, 4, 20, 20), (0, 0))
+            messages = list(client.events(job, timeout=GUARD))
+    finally:
+        job_queue.remove_observer(observer)
+    assert messages[-1].type == P.RESULT
+    assert seen == ["cds-krita"]
+
+
 # ----------------------------------------------------------------------------- engine failures
 def _failing_queue(exc: BaseException) -> JobQueue:
     def loader(spec, **kwargs):

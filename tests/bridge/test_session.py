@@ -172,7 +172,7 @@ def test_progress_previews_are_droppable_and_rate_limited():
     preview = np.zeros((4, 4, 4), np.uint8)
     for step in (1, 2):
         progress = SimpleNamespace(
-            step=step, total=5, elapsed=0.1, box=(0, 0, 4, 4), preview=lambda: preview
+            step=step, total=5, elapsed=0.1, box=(0, 0, 4, 4), preview=lambda index=0: preview
         )
         listener(J.JobEvent(job.id, J.PROGRESS, progress=progress))
     first, second = sent[-2], sent[-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -140,6 +142,35 @@ def test_nan_during_optimisation_is_an_error_and_writes_nothing(files, capsys, m
     code, _, err = _run([str(files / "in.png"), *BASE, "--target", "x", "-o", str(out)], capsys)
     assert code == 2 and "diverged" in err
     assert not out.exists()
+
+
+def test_thin_mask_at_the_image_edge_edits(tmp_path, capsys):
+    """Issue repro: two_shapes.png (192x128) with a mask strip 40,0-140,4 on the demo model
+    used to end in a traceback ("Output size is too small")."""
+    sample = Path(__file__).resolve().parents[2] / "resources" / "samples" / "two_shapes.png"
+    mask = np.zeros((128, 192), np.uint8)
+    mask[0:5, 40:141] = 255
+    Image.fromarray(mask).save(tmp_path / "thin.png")
+    out = tmp_path / "out.png"
+    argv = [str(sample), "--source", "a red circle", "--target", "a blue circle"]
+    argv += ["--mask", str(tmp_path / "thin.png"), "--model", "shapes-demo", "--steps", "2"]
+    argv += ["-q", "-o", str(out)]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    source = np.array(Image.open(sample).convert("RGB"))
+    result = np.array(Image.open(out).convert("RGB"))
+    assert np.array_equal(result[5:], source[5:])  # outside the mask: bit for bit
+
+
+def test_empty_mask_is_one_error_line(files, capsys):
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(files / "empty.png")
+    out = files / "o.png"
+    argv = [str(files / "in.png"), *BASE, "--target", "x", "--mask", str(files / "empty.png")]
+    code, _, err = _run([*argv, "-o", str(out)], capsys)
+    assert code == 2 and not out.exists()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["cds-edit: error: the mask is empty: paint the area to edit (or pass no mask)"]
 
 
 def test_an_unwritable_output_is_one_line_and_the_other_targets_still_run(files, capsys):

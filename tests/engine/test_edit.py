@@ -117,3 +117,49 @@ def test_settings_come_from_the_model_when_unset(tiny_model):
     r = edit(tiny_model, _image(), "a cat", "a pig", None, EditSettings(steps=1))
     assert r.settings.working_size == tiny_model.native_size
     assert r.settings.effective_w_cut == 3.0
+
+
+def _strip_mask(h, w, box):
+    m = np.zeros((h, w), np.uint8)
+    x0, y0, x1, y1 = box
+    m[y0:y1, x0:x1] = 255
+    return m
+
+
+@pytest.mark.parametrize(
+    "hw, box",
+    [
+        ((128, 192), (40, 0, 141, 5)),  # the issue's repro: thin, along the top edge
+        ((128, 192), (40, 0, 141, 1)),  # one row at the top
+        ((128, 192), (0, 10, 1, 120)),  # one column at the left edge
+        ((128, 192), (191, 127, 192, 128)),  # one pixel in the corner
+        ((3, 200), (0, 0, 200, 3)),  # an image thinner than the model's minimum
+    ],
+)
+def test_thin_and_tiny_masks_get_a_region_the_model_can_use(hw, box):
+    mask = _strip_mask(*hw, box)
+    r = plan_region(hw, mask, working_size=32, multiple=4, margin=0.25, min_cells=2)
+    x0, y0, x1, y1 = r.box
+    assert 0 <= x0 < x1 <= hw[1] and 0 <= y0 < y1 <= hw[0], "the region leaves the image"
+    assert x0 <= box[0] and y0 <= box[1] and x1 >= box[2] and y1 >= box[3], "mask not covered"
+    assert all(side % 4 == 0 and side >= 8 for side in r.work_size), r.work_size
+
+
+def test_a_thin_edge_mask_edits_without_error_and_keeps_the_outside(tiny_model):
+    """Issue repro (a 5 px strip on the top edge of a 192x128 image) on the tiny model: it
+    used to fail inside PatchNCE ("Output size is too small")."""
+    img = _image(128, 192)
+    for box in ((40, 0, 141, 1), (40, 0, 141, 5), (191, 127, 192, 128)):
+        mask = _strip_mask(128, 192, box)
+        r = edit(tiny_model, img, "a cat", "a pig", mask, FAST)
+        outside = mask == 0
+        assert np.array_equal(r.image[outside], img[outside])
+        assert r.image.shape == img.shape
+
+
+def test_an_image_thinner_than_the_model_minimum_is_stretched_not_refused(tiny_model):
+    img = _image(3, 120, alpha=False)
+    r = edit(tiny_model, img, "a cat", "a pig", None, FAST)
+    assert r.image.shape == (3, 120, 4)
+    h, w = r.region.shape[:2]
+    assert h >= 2 * tiny_model.size_multiple and w % tiny_model.size_multiple == 0

@@ -104,6 +104,36 @@ def test_failures_carry_their_kind(tiny_model):
         q.shutdown()
 
 
+def test_observers_see_every_job_from_every_submitter(tiny_model):
+    q = _queue(tiny_model)
+    seen, lock = [], threading.Lock()
+
+    def observer(job, event):
+        with lock:
+            seen.append((job.id, job.request.origin, event.kind))
+
+    def broken(job, event):
+        raise RuntimeError("a broken observer must not stop the queue")
+
+    q.add_observer(broken)
+    q.add_observer(observer)
+    try:
+        a = q.submit(_request(origin="app"), lambda ev: None)
+        b = q.submit(_request(origin="cds-gimp"))  # no listener of its own
+        assert a.wait(120) and b.wait(120)
+        assert q.jobs() == []
+        q.remove_observer(observer)
+        c = q.submit(_request())
+        assert c.wait(120)
+    finally:
+        q.shutdown()
+    for job, origin in ((a, "app"), (b, "cds-gimp")):
+        kinds = [k for jid, o, k in seen if jid == job.id and o == origin]
+        assert kinds[0] is QUEUED and kinds[-1] is DONE and PROGRESS in kinds
+    assert not [k for jid, _, k in seen if jid == c.id]
+    assert a.result is not None and b.result is not None
+
+
 def test_prepare_runs_on_the_worker_when_the_job_starts(tiny_model):
     from cds_desktop.engine import EditError
     from cds_desktop.engine.jobs import FailureKind

@@ -77,9 +77,10 @@ def test_setup_pins_torch_and_installs_the_extras_with_constraints(setup_tool):
     assert [str(c) for c in setup_tool.torch_command(python)][-1] == "torch==2.13.0"
     cpu = setup_tool.torch_command(python, "https://download.pytorch.org/whl/cpu")
     assert cpu[-2:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
-    install = setup_tool.install_commands(python)[-1]
+    install, reference = setup_tool.install_commands(python)[-2:]
     assert install[0] == python and install[-2:] == ["-e", ".[app,onnx,dev]"]
     assert ["-c", "tools/constraints.txt"] == install[5:7]
+    assert reference[-1] == "open-clip-torch" and "--no-deps" in reference
 
 
 def test_the_stamp_changes_with_the_dependencies(setup_tool, tmp_path):

@@ -26,6 +26,7 @@ from cds_desktop.engine.errors import EditError
 from cds_desktop.engine.settings import EditSettings
 
 from .. import model_choice
+from ..editing import EditInputs
 
 MAX_SEED = 2**31 - 1
 PICK_REPO, PICK_FOLDER, PICK_FILE = "<repo>", "<folder>", "<file>"
@@ -54,7 +55,9 @@ class PromptPanel(QWidget):
         self.source.setPlaceholderText("what the image shows, e.g. a red circle")
         form.addRow("Source prompt", self.source)
         self.targets = QPlainTextEdit(self)
-        self.targets.setPlaceholderText("what it should become; one per line = one edit each")
+        self.targets.setPlaceholderText(
+            "what it should become; one per line: each gives its own result layer"
+        )
         self.targets.setFixedHeight(64)
         self.targets.setTabChangesFocus(True)
         form.addRow("Target prompt(s)", self.targets)
@@ -81,7 +84,7 @@ class PromptPanel(QWidget):
         form.addRow("Working size", self.working_size)
         self.edit_button = QPushButton("Edit", self)
         self.edit_button.setToolTip(
-            "Run one edit per target prompt on the active layer (Ctrl+Return)"
+            "Edit the active layer: one run, one result layer per target prompt (Ctrl+Return)"
         )
         self.edit_button.setDefault(True)
         self.edit_button.clicked.connect(self.editRequested)
@@ -158,7 +161,7 @@ class PromptPanel(QWidget):
 
     def _ask_repo(self) -> str | None:
         text, ok = QInputDialog.getText(
-            self, "Hugging Face model", "Repo id (SD 1.x):", text=model_choice.SD15
+            self, "Hugging Face model", "Repo id (SD-1.x, SD-2.x or SDXL):", text=model_choice.SD15
         )
         return text.strip() if ok and text.strip() else None
 
@@ -189,6 +192,14 @@ class PromptPanel(QWidget):
 
     def target_prompts(self) -> list[str]:
         return [t.strip() for t in self.targets.toPlainText().splitlines() if t.strip()]
+
+    def snapshot(self) -> EditInputs:
+        """What Edit should run (draws a new seed when the seed is not locked); EditError
+        (readable) for a bad field."""
+        settings = self.build_settings(self.next_seed())
+        return EditInputs(
+            self.source_prompt(), tuple(self.target_prompts()), settings, self.model_spec
+        )
 
     def build_settings(self, seed: int) -> EditSettings:
         """EditSettings from the fields; EditError (readable) for a bad field."""
