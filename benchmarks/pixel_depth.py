@@ -81,7 +81,7 @@ def main() -> int:
         data = source_pixels(fmt, n * 4, rng)
         rgba = pf.to_rgba8(data, fmt)  # also builds the cached tables
         to8 = best_of(args.repeat, pf.to_rgba8, data, fmt)
-        back = best_of(args.repeat, pf.composite, data, rgba, mask, fmt)
+        back = best_of(args.repeat, pf.composite, data, rgba, mask, fmt, rgba)
         print(f"| {name} | {to8:.2f} | {back:.2f} |")
     return 0
 

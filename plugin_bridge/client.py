@@ -58,6 +58,11 @@ TOKEN_FILE = config.TOKEN_FILE
 START_HINT = "start it with `cds-desktop --serve`"
 REMOTE_START_HINT = "start it on that computer with `cds-desktop --serve --remote ADDRESS`"
 
+#: Longest single wait on the socket: a blocking select()/recv() does not wake for Ctrl+C on
+#: Windows, so every wait is cut into slices of this many seconds (Python handles signals
+#: between them).
+WAIT_SLICE = 0.25
+
 # Client-side error codes (never sent by the server).
 NOT_RUNNING = "NOT_RUNNING"
 NO_TOKEN = "NO_TOKEN"
@@ -167,7 +172,7 @@ class BridgeClient:
         binding = ""
         if self.tls:  # ---- TLS + certificate pinning (remote bridges): before any byte
             sock, binding = self._secure(sock)
-        self._sock, self._stream = sock, p.SocketStream(sock)
+        self._sock, self._stream = sock, _SlicedStream(sock)
         try:
             self.welcome = self._authenticate(token, binding)
         except BaseException:
@@ -396,8 +401,7 @@ class BridgeClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._sock is None:
                 raise BridgeError(CONNECTION_LOST, "not connected to the bridge")
-            ready = _buffered(self._sock) or select.select([self._sock], [], [], left)[0]
-            if not ready:
+            if not _wait_readable(self._sock, left):
                 return None
             msg = self._guard(lambda: p.read_message(self._stream, self.limits))
             if msg.type == p.ERROR and msg.get("fatal"):
@@ -432,10 +436,31 @@ class BridgeClient:
             raise BridgeError(CONNECTION_LOST, f"connection to the bridge lost ({exc})") from None
 
 
-def _buffered(sock) -> bool:
-    """Decrypted bytes waiting inside a TLS socket (select() cannot see them)."""
-    pending = getattr(sock, "pending", None)
-    return bool(pending()) if pending is not None else False
+# ----------------------------------------------------------------------------- waiting
+def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
+    """Whether ``sock`` has data within ``timeout`` seconds (None: wait for it), waiting in
+    WAIT_SLICE steps so that Ctrl+C interrupts the wait on every OS."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pending = getattr(sock, "pending", None)  # an ssl socket's already decrypted bytes
+        if pending is not None and pending():
+            return True
+        left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([sock], [], [], min(left, WAIT_SLICE))
+        if ready:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+class _SlicedStream(p.SocketStream):
+    """A SocketStream whose reads wait for data in WAIT_SLICE steps (up to the socket's
+    timeout), so the handshake and a message's body can be interrupted too."""
+
+    def read(self, n: int) -> bytes:
+        if not _wait_readable(self.sock, self.sock.gettimeout()):
+            raise socket.timeout("timed out")
+        return super().read(n)
 
 
 def _raise_if_error(msg: p.Message) -> None:
@@ -520,24 +545,38 @@ def output_paths(output: str, targets: Sequence[str]) -> list[Path]:
     ]
 
 
-def _progress_line(msg: p.Message) -> None:
-    if msg.type == p.QUEUED:
-        sys.stderr.write(f"queued (position {msg.get('position', '?')})\n")
-    elif msg.get("stage") == "loading":
-        sys.stderr.write(f"{msg.get('message') or 'loading model'}\n")
-    elif msg.type == p.PROGRESS and msg.get("total"):
-        count = msg.get("count")
-        each = f" ({count} targets)" if isinstance(count, int) and count > 1 else ""
-        sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}{each}")
-        if msg.get("step") == msg.get("total"):
-            sys.stderr.write("\n")
-    sys.stderr.flush()
+class _ProgressLines:
+    """Progress on stderr: one line per stage, the steps rewritten in place."""
+
+    def __init__(self) -> None:
+        self.open = False  # a "step n/N" line without its newline yet
+
+    def __call__(self, msg: p.Message) -> None:
+        if msg.type == p.QUEUED:
+            self.say(f"queued (position {msg.get('position', '?')})")
+        elif msg.get("stage") == "loading":
+            self.say(str(msg.get("message") or "loading model"))
+        elif msg.type == p.PROGRESS and msg.get("total"):
+            count = msg.get("count")
+            each = f" ({count} targets)" if isinstance(count, int) and count > 1 else ""
+            sys.stderr.write(f"\rstep {msg.get('step', 0)}/{msg['total']}{each}")
+            self.open = msg.get("step") != msg.get("total")
+            if not self.open:
+                sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    def say(self, line: str) -> None:
+        """``line`` on a line of its own."""
+        sys.stderr.write(("\n" if self.open else "") + line + "\n")
+        sys.stderr.flush()
+        self.open = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = {k: v for k, v in (("steps", args.steps), ("mode", args.mode), ("seed", args.seed))}
     settings = {k: v for k, v in settings.items() if v is not None}
+    progress = _ProgressLines()
     try:
         image = _read_png_file(args.image, "image")
         mask = _read_png_file(args.mask, "mask") if args.mask else None
@@ -562,20 +601,18 @@ def main(argv: list[str] | None = None) -> int:
         target = args.target if len(args.target) > 1 else args.target[0]
         with client:
             if client.pinned_now:
-                sys.stderr.write(
+                progress.say(
                     f"first connection to {args.host}:{args.port}: trusting its certificate "
                     f"{client.server_fingerprint} from now on (compare it with the one the "
-                    "server printed)\n"
+                    "server printed)"
                 )
-            result = client.edit(
-                image, args.source, target, mask, settings, on_progress=_progress_line
-            )
+            result = client.edit(image, args.source, target, mask, settings, on_progress=progress)
         images = _result_images(result, len(outputs))
     except BridgeError as exc:
-        sys.stderr.write(f"\nerror: {exc}\n")
+        progress.say(f"error: {exc}")
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
+    except KeyboardInterrupt:  # the connection is closed: the bridge cancels the job
+        progress.say("interrupted: the edit was cancelled")
         return 130
     return _write_outputs(outputs, images, result.get("elapsed", 0))
 

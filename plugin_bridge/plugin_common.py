@@ -9,8 +9,6 @@ into each plug-in's ``cds_bridge`` sub-package. Nothing here knows about Krita o
 from __future__ import annotations
 
 import os
-import re
-import struct
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -210,92 +208,3 @@ def pinned_note(client: bridge_client.BridgeClient) -> str:
         f"first connection to {client.host}:{client.port}: its certificate "
         f"{client.server_fingerprint} is now trusted (compare it with the one the server printed)"
     )
-
-
-# ----------------------------------------------------------------------------- precision
-#: Component types of high-bit-depth documents: struct code and largest value (None: float).
-COMPONENT_TYPES = {
-    "u8": ("B", 255),
-    "u16": ("H", 65535),
-    "u32": ("I", 4294967295),
-    "half": ("e", None),
-    "float": ("f", None),
-    "double": ("d", None),
-}
-HALF_MAX = 65504.0
-#: Runs of unselected (0), fully selected (255) and partly selected mask bytes.
-_MASK_RUNS = re.compile(b"\x00+|\xff+|[\x01-\xfe]+")
-
-
-class PixelLayout(NamedTuple):
-    """How a document stores a pixel: ``components`` values of ``component_type`` (a key of
-    COMPONENT_TYPES, native byte order), the last one alpha when ``has_alpha``."""
-
-    components: int
-    component_type: str
-    has_alpha: bool
-
-    @property
-    def bytes_per_pixel(self) -> int:
-        return self.components * struct.calcsize(COMPONENT_TYPES[self.component_type][0])
-
-
-def compose_result(
-    source: bytes, result: bytes, sent: bytes, mask: bytes | None, layout: PixelLayout
-) -> bytes:
-    """The new layer's pixels at the document's own precision.
-
-    All four buffers cover the same box in the document's native format (``layout``):
-    ``source`` holds the source layer's pixels, ``result`` the bridge's 8-bit result and
-    ``sent`` the 8-bit pixels that were sent, both converted to that format; ``mask`` has
-    one byte per pixel (None: the whole box was edited). Per pixel, with m = mask / 255:
-
-    * m = 0: the source pixel, bit for bit;
-    * m = 1: the result (so the edit has 8-bit precision);
-    * in between: result + (1 - m) * (source - sent): the result plus the unselected share
-      of the precision the 8-bit copy lost (float values outside 0..1 included);
-    * alpha is the source's everywhere (the engine never changes alpha).
-    """
-    size = layout.bytes_per_pixel
-    pixels = len(source) // size
-    if not len(source) == len(result) == len(sent) == pixels * size:
-        raise PluginError("pixel buffers of different sizes: cannot compose the result")
-    if mask is not None and len(mask) != pixels:
-        raise PluginError(f"the mask has {len(mask)} pixels, expected {pixels}")
-    out = bytearray(result)
-    for run in _MASK_RUNS.finditer(mask or b""):
-        start, end = run.span()
-        if mask[start] == 0:
-            out[start * size : end * size] = source[start * size : end * size]
-        elif mask[start] != 255:
-            _blend_run(out, source, sent, mask, start, end, layout)
-    if layout.has_alpha:  # the last component of every pixel, copied from the source
-        width = size // layout.components
-        first = size - width
-        for k in range(first, size):
-            out[k::size] = source[k::size]
-    return bytes(out)
-
-
-def _blend_run(
-    out: bytearray, source: bytes, sent: bytes, mask: bytes, start: int, end: int, layout
-) -> None:
-    """out = out + (1 - m) * (source - sent) for the partly selected pixels start..end."""
-    code, maximum = COMPONENT_TYPES[layout.component_type]
-    n = layout.components
-    fmt = f"={(end - start) * n}{code}"
-    offset = start * layout.bytes_per_pixel
-    res = struct.unpack_from(fmt, out, offset)
-    src = struct.unpack_from(fmt, source, offset)
-    low = struct.unpack_from(fmt, sent, offset)
-    values = list(res)
-    for i in range(end - start):
-        keep = 1.0 - mask[start + i] / 255.0
-        for c in range(i * n, (i + 1) * n):
-            value = res[c] + keep * (src[c] - low[c])
-            if maximum is not None:
-                value = min(maximum, max(0, int(round(value))))
-            elif code == "e":
-                value = min(HALF_MAX, max(-HALF_MAX, value))
-            values[c] = value
-    struct.pack_into(fmt, out, offset, *values)

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 ORGANIZATION = "cds-desktop"
 APPLICATION = "cds-desktop"
 MAX_RECENT = 10
-DEVICES = ("auto", "cpu", "cuda")
+#: "mps": Apple Silicon GPUs (PyTorch's Metal backend).
+DEVICES = ("auto", "cpu", "cuda", "mps")
 VAE_BACKENDS = specs.VAE_BACKENDS
 DEFAULT_MODEL = specs.DEMO_MODEL
 

@@ -8,9 +8,12 @@ from PyQt6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PyQt6.QtGui import QDropEvent
 from PyQt6.QtTest import QTest
 
+from cds_desktop.app import error_dialog
 from cds_desktop.app.documents import read_ora
 from cds_desktop.app.main_window import MainWindow
-from cds_desktop.engine.jobs import EventKind
+from cds_desktop.app.widgets.preferences import PreferencesDialog
+from cds_desktop.engine.errors import ModelError
+from cds_desktop.engine.jobs import EventKind, JobQueue
 
 RUN_TIMEOUT = 60_000  # ms; generous, the machine is shared
 
@@ -327,3 +330,44 @@ def test_tool_keys_do_not_steal_typing(qtbot, window):
     qtbot.waitUntil(window.canvas.hasFocus)
     QTest.keyClick(window.canvas, Qt.Key.Key_B)  # a button shortcut "animates" its click
     qtbot.waitUntil(lambda: window.tools.tool == "brush")
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "device='mps' was asked for, but this PyTorch build has no MPS backend",
+        "dtype bf16 is not supported on mps: use fp16 or fp32",
+    ],
+    ids=["no-mps", "bf16-on-mps"],
+)
+def test_mps_is_offered_and_its_failure_is_one_line(
+    qtbot, make_window, prefs, circle_png, fast_values, monkeypatch, problem
+):
+    """Preferences offer mps; the engine refusing it (faked here: no Mac in CI) ends as one
+    line in the window's error banner: no traceback, no details dialog, no result layer."""
+    asked = []
+
+    def loader(spec, device="auto", **kwargs):
+        asked.append(device)
+        raise ModelError(problem)
+
+    def choose_mps(dialog) -> bool:
+        items = [dialog.device.itemText(i) for i in range(dialog.device.count())]
+        assert items == ["auto", "cpu", "cuda", "mps"]
+        dialog.device.setCurrentText("mps")
+        dialog.accept()
+        return True
+
+    dialogs = []
+    monkeypatch.setattr(PreferencesDialog, "exec", choose_mps)
+    monkeypatch.setattr(error_dialog, "show", lambda window, message: dialogs.append(message))
+    window = make_window(queue=JobQueue(loader=loader))
+    window.show_preferences()
+    assert prefs.device == "mps" and window.device_label.text() == "device: mps"
+    window.open_path(circle_png)
+    window.prompt.set_values(fast_values())
+    finished = run_and_wait(qtbot, window)
+    assert finished[0].kind is EventKind.FAILED and asked == ["mps"]
+    banner = window.progress.error.text()
+    assert banner == f"model error: {problem}", banner
+    assert dialogs == [] and len(window.state.doc.layers) == 1

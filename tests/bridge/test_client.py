@@ -4,6 +4,7 @@ work without torch/numpy/PIL/Qt (as inside Krita's and GIMP's Python)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -204,3 +205,76 @@ def test_plugin_bridge_imports_with_heavy_packages_blocked():
     )
     assert proc.returncode == 0, proc.stderr
     assert "blocker works" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- Ctrl+C
+def test_waits_are_cut_into_short_slices(monkeypatch):
+    """A blocking select() ignores Ctrl+C on Windows: no single wait may be longer than
+    WAIT_SLICE, even when the caller waits for ever (here: a socket that stays silent)."""
+    waits = []
+
+    def fake_select(rlist, wlist, xlist, timeout):
+        waits.append(timeout)
+        if len(waits) == 20:
+            raise KeyboardInterrupt  # what Python raises between two slices on Ctrl+C
+        return [], [], []
+
+    monkeypatch.setattr(C.select, "select", fake_select)
+    left, right = socket.socketpair()
+    with left, right:
+        with pytest.raises(KeyboardInterrupt):
+            C._wait_readable(left, None)
+        assert len(waits) == 20 and max(waits) <= C.WAIT_SLICE
+        waits.clear()
+        assert C._wait_readable(left, 0) is False and waits == [0.0]
+
+
+def _interrupt_cli(tmp_path: Path, port: int, ready, *token_args: str) -> subprocess.Popen:
+    """Start the client CLI against ``port``, call ``ready(proc)``, which returns once the
+    client waits, then send SIGINT; returns the finished process."""
+    src = tmp_path / "in.png"
+    src.write_bytes(png_bytes(rgba_image(5)))
+    out = tmp_path / "out.png"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugin_bridge.client", str(src), "--source", "a", "--target",
+         "b", "--steps", "2000", "--port", str(port), "--timeout", "60", "-o", str(out),
+         *token_args],
+        stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        ready(proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)  # the client's own timeout is 60 s: only Ctrl+C ends it sooner
+    finally:
+        proc.kill()
+    assert not out.exists()
+    return proc
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals")
+def test_ctrl_c_ends_a_client_waiting_on_a_bridge_that_never_answers(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        listener.settimeout(30)
+        accepted = []
+        ready = lambda proc: accepted.append(listener.accept()[0])  # noqa: E731
+        token = ("--token-file", str(_token_file(tmp_path)))
+        proc = _interrupt_cli(tmp_path, listener.getsockname()[1], ready, *token)
+        accepted[0].close()
+    stderr = proc.stderr.read()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == ["interrupted: the edit was cancelled"], stderr
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="POSIX signals")
+def test_ctrl_c_ends_a_client_waiting_for_its_job(server, tmp_path):
+    def queued(proc):
+        line = "?"
+        while line and "queued" not in line:  # "" at the end of stderr: the client ended
+            line = proc.stderr.readline()
+        assert line, "the client ended before its job was queued"
+
+    proc = _interrupt_cli(tmp_path, server.port, queued)
+    lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
+    assert proc.returncode == 130, lines
+    assert lines[-1] == "interrupted: the edit was cancelled" and "Traceback" not in lines

@@ -9,8 +9,9 @@ docker; GIMP: import the script, which defines the procedure), and completes one
 plug-in against the bridge at $CDS_BRIDGE_PORT (token under $CDS_CONFIG_DIR): Krita through
 the docker's panel for an 8-bit, 16-bit integer, 16-bit float and 32-bit float document,
 GIMP through its procedure (again over TLS if $CDS_TEST_TLS_ADDRESS names a remote-mode
-bridge, with the fingerprint in $CDS_TEST_TLS_FP). The report (JSON) says what happened; any exception is recorded
-there, never raised. Standard library only.
+bridge, with the fingerprint in $CDS_TEST_TLS_FP); then Krita's "Check Bridge Connection"
+action, against the bridge and against a port where nothing listens. The report (JSON) says
+what happened; any exception is recorded there, never raised. Standard library only.
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ def krita_edit(factory, depth: str) -> dict:
     return result
 
 
+def check_bridge(extension) -> list:
+    """Krita's "Check Bridge Connection": returns at once, the timer shows the answer."""
+    shown = fake_qt.QMessageBox.shown
+    count = len(shown)
+    extension.check_bridge()
+    returned_at_once = extension.check is not None  # the ping runs on a worker thread
+    deadline = time.monotonic() + TIMEOUT_S
+    while extension.check_timer.isActive() and time.monotonic() < deadline:
+        extension.check_timer.timeout.emit()
+        time.sleep(0.02)
+    return [returned_at_once, shown[count:]]
+
+
 def fake_krita_instance():
     import krita
 
@@ -99,6 +113,14 @@ def run_krita(folder: str, report: dict) -> None:
         depth: krita_edit(instance.docker_factories[0], depth)
         for depth in ("U8", "U16", "F16", "F32")
     }
+    extension = instance.extensions[0]
+    report["krita_check_bridge"] = check_bridge(extension)
+    port = os.environ["CDS_BRIDGE_PORT"]
+    os.environ["CDS_BRIDGE_PORT"] = "1"  # nothing listens there
+    try:
+        report["krita_check_no_bridge"] = check_bridge(extension)
+    finally:
+        os.environ["CDS_BRIDGE_PORT"] = port
 
 
 def run_gimp(folder: str, report: dict) -> None:

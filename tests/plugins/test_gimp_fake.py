@@ -12,6 +12,7 @@ import pytest
 from . import fake_gimp
 from .conftest import FAST_SETTINGS, import_from
 from .fake_krita import gradient
+from .pixel_reference import srgb_decode, srgb_encode
 from .stalled_bridge import StalledBridge
 
 #: The mnemonics of GimpUi.ProcedureDialog's own buttons in GIMP 3.0 (_Load Saved Settings,
@@ -310,8 +311,9 @@ class ScriptedClient:
 
 
 def test_feathered_selection_blends_by_the_mask_at_full_precision(gp):
-    """Partly selected pixels get result + (1 - m) * (source - sent): with a black result,
-    a float pixel of 4.0 (sent as 1.0) selected at m = 128/255 becomes (1 - m) * 3.0."""
+    """Partly selected pixels get result + (1 - m) * (source - sent) in sRGB-encoded values
+    (pixelformat.blend, the rule Krita uses too): with a black result, a linear float pixel
+    of 4.0 (sent as 1.0) selected at m = 128/255 becomes decode((1 - m) * (encode(4) - 1))."""
     image = fake_gimp.Image(W, H, precision="float")
     layer = fake_gimp.Layer("Source", W, H, fmt=image.layer_format())
     fill(layer, lambda x, y: (4.0, 0.5, 0.25, 1.0))
@@ -333,9 +335,13 @@ def test_feathered_selection_blends_by_the_mask_at_full_precision(gp):
     assert at(25, 12) == (4.0, 0.5, 0.25, 1.0), "unselected: the source, bit for bit"
     keep = 1 - 128 / 255
     sent_linear = fake_gimp.babl_format("R'G'B'A u8").decode(sent[:4])  # same everywhere
-    expected = [keep * (v - s) for v, s in zip((4.0, 0.5, 0.25), sent_linear)]
-    assert at(25, 14)[:3] == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert at(25, 14)[0] == pytest.approx(keep * 3.0, rel=1e-5)
+    encoded = [
+        min(max(1.0, srgb_encode(v)), max(0.0, keep * (srgb_encode(v) - srgb_encode(s))))
+        for v, s in zip((4.0, 0.5, 0.25), sent_linear)
+    ]
+    assert at(25, 14)[:3] == pytest.approx(srgb_decode(encoded), rel=1e-5, abs=1e-6)
+    red = srgb_decode(keep * (srgb_encode(4.0) - 1.0))
+    assert at(25, 14)[0] == pytest.approx(red, rel=1e-5) and 0.1 < red < keep * 3.0
 
 
 def test_layer_without_alpha_gets_a_result_layer_without_alpha(gp, connect, monkeypatch):

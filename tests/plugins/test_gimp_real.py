@@ -35,6 +35,7 @@ import pytest
 
 from . import gimp_chroot
 from .conftest import ROOT
+from .pixel_reference import srgb_encode
 from .stalled_bridge import StalledBridge
 
 HERE = Path(__file__).resolve().parent
@@ -363,8 +364,9 @@ def test_float_keeps_values_outside_0_to_1_where_unselected(main_run):
 
 
 def test_float_feathered_selection_blends_the_lost_precision_by_the_mask(main_run):
-    """Partly selected: result + (1 - m) * (source - sent). The red source is 4.0 and more
-    (sent as 1.0) and the result is in 0..1, so red lies in (1 - m)(S - 1) + [0, 1]."""
+    """Partly selected: result + (1 - m) * (source - sent) in sRGB-encoded values
+    (pixelformat.blend). The red source is 4.0 and more (sent as 1.0) and the result is in
+    0..1, so encoded red lies in (1 - m)(encode(S) - 1) + [0, 1]."""
     report, out = main_run
     assert report["float_feathered"]["status"] == "success"
     src, got, sel, _ = edit_pixels(report, out, "float_feathered")
@@ -372,8 +374,9 @@ def test_float_feathered_selection_blends_the_lost_precision_by_the_mask(main_ru
     assert len(partial) > 50, "the feathered selection has soft pixels"
     for (x, y), pixel in partial:
         source_red, keep = src[layer_xy(x, y)][0], 1 - sel[x, y] / 255
-        low = keep * (source_red - 1.0)
-        assert low - 1e-3 <= pixel[0] <= low + 1.0 + 1e-3, ((x, y), pixel, sel[x, y])
+        low = keep * (float(srgb_encode(source_red)) - 1.0)
+        red = float(srgb_encode(pixel[0]))
+        assert low - 1e-3 <= red <= low + 1.0 + 1e-3, ((x, y), pixel, sel[x, y])
     for xy, pixel in got.items():
         if sel[xy] == 0:
             assert pixel == src[layer_xy(*xy)], xy

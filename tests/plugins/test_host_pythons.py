@@ -99,6 +99,18 @@ def test_krita_panel_round_trips_an_edit(host_report, depth):
     assert edit["outside_kept"] and edit["inside_changed"] and edit["source_untouched"]
 
 
+def test_krita_check_bridge_action_answers_without_blocking(host_report):
+    """Tools > Scripts > CDS: Check Bridge Connection pings on a worker thread."""
+    assert "krita_error" not in host_report, host_report["krita_error"]
+    at_once, shown = host_report["krita_check_bridge"]
+    assert at_once and len(shown) == 1, shown
+    kind, title, text = shown[0]
+    assert (kind, title) == ("information", "CDS Edit") and "bridge answered in" in text
+    at_once, shown = host_report["krita_check_no_bridge"]
+    assert at_once and [m[0] for m in shown] == ["warning"], shown
+    assert "cds-desktop --serve" in shown[0][2] and "\n" not in shown[0][2]
+
+
 def test_gimp_plugin_loads_and_round_trips_an_edit(host_report, unpacked):
     assert "gimp_error" not in host_report, host_report["gimp_error"]
     assert Path(host_report["gimp_module"]).parent == unpacked["gimp"]  # the built copy

@@ -7,6 +7,8 @@ Krita's PyQt5.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from .conftest import FAST_SETTINGS, import_from
@@ -52,7 +54,10 @@ def test_edit_runs_from_the_timer_and_adds_the_layer(qtbot, make_panel, bridge, 
     panel.shutdown()
 
 
-def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
+@pytest.mark.parametrize("when", ["connecting", "submitted"])
+def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch, when):
+    """Cancel while the worker connects (the worker closes the connection: the server
+    cancels the job) or once the job reached the bridge (a cancel message)."""
     server, config_home = bridge
     monkeypatch.setenv("CDS_CONFIG_DIR", str(config_home))
     monkeypatch.setenv("CDS_BRIDGE_PORT", str(server.port))
@@ -62,9 +67,56 @@ def test_cancel_stops_the_job(qtbot, make_panel, bridge, monkeypatch):
     panel.extra_settings = {k: v for k, v in FAST_SETTINGS.items() if k != "steps"}
     with qtbot.waitSignal(panel.finished, timeout=60000) as blocker:
         panel.edit_button.click()
+        if when == "submitted":
+            qtbot.waitUntil(lambda: panel.session.job is not None and panel._submission is None)
         panel.cancel_button.click()
     assert blocker.args == [False, "cancelled"]
     assert [n.name() for n in doc.root.childNodes()] == ["Source"]
+    panel.shutdown()
+
+
+@pytest.fixture
+def mute_listener():
+    """A port that takes connections (the kernel's backlog) but never answers: connecting
+    succeeds and the handshake waits until the client's timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_connecting_runs_off_the_gui_thread(
+    qtbot, make_panel, panel_module, mute_listener, monkeypatch, tmp_path
+):
+    """Edit returns while the bridge has not answered (the GUI thread is free), Cancel ends
+    at once, and a bridge that never answers ends as a TIMEOUT line from the worker."""
+    token = tmp_path / "cds-desktop" / "bridge-token"
+    token.parent.mkdir()
+    token.write_text("x" * 64)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("CDS_BRIDGE_PORT", str(mute_listener))
+    doc, layer = document_with_layer(8, 8)
+    clients = []
+
+    def factory():
+        clients.append(panel_module.make_client(timeout=1.0))
+        return clients[-1]
+
+    panel = make_panel(doc, layer, client_factory=factory)
+    with qtbot.waitSignal(panel.finished, timeout=1000) as blocker:
+        panel.edit_button.click()
+        assert panel.busy and panel.status.text() == "connecting to the bridge..."
+        assert panel.cancel_button.isEnabled() and not panel.edit_button.isEnabled()
+        panel.cancel_button.click()
+    assert blocker.args == [False, "cancelled"] and panel.edit_button.isEnabled()
+    qtbot.waitUntil(lambda: not clients[0].connected, timeout=5000)  # the worker closed it
+
+    with qtbot.waitSignal(panel.finished, timeout=10000) as blocker:
+        panel.edit_button.click()
+        assert panel.busy  # returned before the bridge's (missing) answer
+    ok, text = blocker.args
+    assert not ok and "did not respond within 1 s" in text and "\n" not in text
+    assert len(clients) == 2 and not clients[1].connected
+    assert doc.root.childNodes() == [layer]
     panel.shutdown()
 
 

@@ -3,6 +3,8 @@ against numpy reference formulas (the module itself is stdlib only)."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,14 @@ from plugin_bridge import pixelformat as pf
 
 from .pixel_reference import engine_result, srgb_decode, srgb_encode, to_byte
 
-DTYPES = {pf.U8: np.uint8, pf.U16: np.uint16, pf.F16: np.float16, pf.F32: np.float32}
+DTYPES = {
+    pf.U8: np.uint8,
+    pf.U16: np.uint16,
+    pf.U32: np.uint32,
+    pf.F16: np.float16,
+    pf.F32: np.float32,
+    pf.F64: np.float64,
+}
 LINEAR_F32 = pf.PixelFormat(pf.F32, pf.LINEAR, "RGBA")
 
 
@@ -83,17 +92,19 @@ def mask_for(count, seed=1) -> bytes:
     return mask.tobytes()
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    [
-        pf.PixelFormat(pf.U8, pf.SRGB, "BGRA"),
-        pf.PixelFormat(pf.U16, pf.SRGB, "BGRA"),
-        pf.PixelFormat(pf.U16, pf.LINEAR, "BGRA"),
-        pf.PixelFormat(pf.F16, pf.LINEAR, "RGBA"),
-        pf.PixelFormat(pf.F32, pf.LINEAR, "RGBA"),
-        pf.PixelFormat(pf.F32, pf.SRGB, "RGBA"),
-    ],
-    ids=lambda f: f"{f.kind}-{f.transfer}-{f.order}",
+def each_format(*specs):
+    """Parametrize ``fmt`` over PixelFormat(kind, transfer, order) for each spec."""
+    fmts = [pf.PixelFormat(*spec) for spec in specs]
+    return pytest.mark.parametrize("fmt", fmts, ids=lambda f: f"{f.kind}-{f.transfer}-{f.order}")
+
+
+@each_format(
+    (pf.U8, pf.SRGB, "BGRA"),
+    (pf.U16, pf.SRGB, "BGRA"),
+    (pf.U16, pf.LINEAR, "BGRA"),
+    (pf.F16, pf.LINEAR, "RGBA"),
+    (pf.F32, pf.LINEAR, "RGBA"),
+    (pf.F32, pf.SRGB, "RGBA"),
 )
 def test_unmasked_pixels_and_all_alpha_are_the_source_bytes(fmt):
     values = sample(fmt.kind, seed=3)
@@ -194,7 +205,104 @@ def test_sizes_that_do_not_fit_are_one_line_errors():
     with pytest.raises(pf.PixelFormatError, match="mask has 1 bytes, expected 2"):
         pf.composite(b"\x00" * 16, b"\x00" * 8, b"\x00", fmt)
     with pytest.raises(pf.PixelFormatError, match="pixel kind"):
-        pf.to_rgba8(b"", pf.PixelFormat("u32"))
+        pf.to_rgba8(b"", pf.PixelFormat("u64"))
+    with pytest.raises(pf.PixelFormatError, match="different sizes"):
+        pf.blend(b"\0" * 6, b"\0" * 3, b"\0" * 6, None, pf.PixelFormat(pf.U8, order="RGB"))
+    with pytest.raises(pf.PixelFormatError, match="the mask has 1 bytes, expected 2"):
+        pf.blend(b"\0" * 6, b"\0" * 6, b"\0" * 6, b"\0", pf.PixelFormat(pf.U8, order="RGB"))
+
+
+# ----------------------------------------------------------------------------- blend
+# (native buffers, as GIMP passes them after GEGL's conversion)
+def pack(code: str, *values) -> bytes:
+    return struct.pack(f"={len(values)}{code}", *values)
+
+
+def test_blend_keeps_source_at_0_result_at_255_and_blends_the_residual_between():
+    fmt = pf.PixelFormat(pf.U16)  # sRGB-encoded: the numbers are the blend's values
+    source = pack("H", 1001, 2001, 3001, 40001) * 3
+    sent = pack("H", 1028, 2056, 2827, 40092) * 3  # the 8-bit copy, converted back
+    result = pack("H", 9000, 9000, 9000, 40092) * 3
+    out = pf.blend(source, result, sent, bytes([0, 255, 51]), fmt)
+    pixels = struct.unpack("=12H", out)
+    assert pixels[0:4] == (1001, 2001, 3001, 40001)  # mask 0: the source
+    assert pixels[4:8] == (9000, 9000, 9000, 40001)  # mask 255: the result, source alpha
+    keep = 1 - 51 / 255
+    expected = [
+        round(9000 + keep * (s - e)) for s, e in zip((1001, 2001, 3001), (1028, 2056, 2827))
+    ]
+    assert list(pixels[8:11]) == expected and pixels[11] == 40001
+
+
+def test_blend_without_mask_is_the_result_with_the_source_alpha():
+    fmt = pf.PixelFormat(pf.F32, pf.LINEAR)
+    source, result = pack("f", 4.0, -1.0, 0.5, 0.25), pack("f", 1.0, 0.0, 0.5, 1.0)
+    out = pf.blend(source, result, result, None, fmt)
+    assert struct.unpack("=4f", out) == (1.0, 0.0, 0.5, 0.25)
+
+
+def test_blend_clamps_integers_and_stays_between_source_and_result():
+    u8 = pf.PixelFormat(pf.U8, order="RGB")
+    out = pf.blend(pack("B", 250, 5, 0), pack("B", 255, 0, 0), pack("B", 0, 250, 0), b"\x01", u8)
+    assert struct.unpack("=3B", out) == (255, 0, 0)
+    half = pf.PixelFormat(pf.F16, order="RGB")
+    out = pf.blend(
+        pack("e", 60000.0, 0, 0), pack("e", 60000.0, 0, 0), pack("e", 0.0, 0, 0), b"\x01", half
+    )
+    assert struct.unpack("=3e", out)[0] == 60000.0  # not source + residual (beyond f16)
+
+
+def test_partial_blend_is_in_srgb_encoded_values_for_a_linear_document():
+    """A linear float pixel of 4.0 (sent as 1.0) under a black result at m = 128/255: the
+    sRGB-encoded blend keeps (1 - m) * (encode(4.0) - 1), decoded, not (1 - m) * 3.0."""
+    fmt = pf.PixelFormat(pf.F32, pf.LINEAR, order="RGB")
+    out = pf.blend(
+        pack("f", 4.0, 0.5, 0.0), pack("f", 0, 0, 0), pack("f", 1.0, 0.5, 0.0), b"\x80", fmt
+    )
+    keep = 1 - 128 / 255
+    expected = srgb_decode(keep * (srgb_encode(4.0) - 1.0))
+    got = struct.unpack("=3f", out)
+    assert got[0] == pytest.approx(expected, rel=1e-6)
+    assert got[0] != pytest.approx(keep * 3.0, rel=0.1)
+    assert got[1:] == (0.0, 0.0)  # no residual: the result (the source matched what was sent)
+
+
+@each_format(
+    (pf.U32, pf.SRGB, "RGBA"),
+    (pf.F64, pf.LINEAR, "RGBA"),
+    (pf.U16, pf.LINEAR, "RGB"),
+    (pf.F16, pf.SRGB, "RGB"),
+)
+def test_more_formats_round_trip_and_keep_unmasked_bytes(fmt):
+    """GIMP's other precisions: u32, double, layers without alpha."""
+    rng = np.random.default_rng(7)
+    n, count = fmt.channels, 64
+    if fmt.is_float:
+        values = rng.uniform(-0.2, 1.3, size=(count, n))
+    else:
+        values = rng.integers(0, {pf.U16: 65536, pf.U32: 2**32}[fmt.kind], size=(count, n))
+    source = np.asarray(values, dtype=DTYPES[fmt.kind]).tobytes()
+    sent = pf.to_rgba8(source, fmt)
+    assert len(sent) == count * 4
+    if n == 3:
+        assert set(sent[3::4]) == {255}
+    # every byte comes back from its own conversion
+    rgba = bytes(rng.integers(0, 256, size=count * 4).astype(np.uint8))
+    native = pf.from_rgba8(rgba, fmt)
+    assert [b for i, b in enumerate(pf.to_rgba8(native, fmt)) if n == 4 or i % 4 != 3] == [
+        b for i, b in enumerate(rgba) if n == 4 or i % 4 != 3
+    ]
+    mask = mask_for(count, seed=4)
+    out = pf.composite(source, rgba, mask, fmt, sent_rgba8=sent)
+    size = fmt.pixel_bytes
+    for i, m in enumerate(mask):
+        px_out, px_src = out[i * size : (i + 1) * size], source[i * size : (i + 1) * size]
+        if m == 0:
+            assert px_out == px_src, f"pixel {i} changed outside the mask"
+        elif m == 255:
+            assert px_out[: 3 * size // n] == native[i * size : i * size + 3 * size // n], i
+        if n == 4:
+            assert px_out[3 * size // 4 :] == px_src[3 * size // 4 :], f"pixel {i}: alpha"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import ast
 import glob
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +105,7 @@ def test_both_plugins_use_the_shared_definitions(staged):
     tree = ast.parse(gimp_source)
     defined = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
     shared = {"Rect", "EditParams", "PluginError", "check_params", "layer_name"}
-    shared |= {"context_margin", "bridge_address"}
+    shared |= {"context_margin", "bridge_address", "blend", "composite", "compose_result"}
     assert not defined & shared, defined & shared
 
 
@@ -116,55 +115,6 @@ def test_plugin_code_parses_as_python_3_8(path: Path):
     source = path.read_text(encoding="utf-8")
     ast.parse(source, filename=str(path), feature_version=(3, 8))
     assert "from __future__ import annotations" in source  # `X | None` hints stay strings
-
-
-# ----------------------------------------------------------------------------- precision
-def pack(code: str, *values) -> bytes:
-    return struct.pack(f"={len(values)}{code}", *values)
-
-
-def test_compose_keeps_source_at_0_result_at_255_and_blends_the_residual_between():
-    layout = common.PixelLayout(4, "u16", True)
-    source = pack("H", 1001, 2001, 3001, 40001) * 3
-    sent = pack("H", 1028, 2056, 2827, 40092) * 3  # the 8-bit copy, converted back
-    result = pack("H", 9000, 9000, 9000, 40092) * 3
-    out = common.compose_result(source, result, sent, bytes([0, 255, 51]), layout)
-    pixels = struct.unpack("=12H", out)
-    assert pixels[0:4] == (1001, 2001, 3001, 40001)  # mask 0: the source
-    assert pixels[4:8] == (9000, 9000, 9000, 40001)  # mask 255: the result, source alpha
-    keep = 1 - 51 / 255
-    expected = [
-        round(9000 + keep * (s - e)) for s, e in zip((1001, 2001, 3001), (1028, 2056, 2827))
-    ]
-    assert list(pixels[8:11]) == expected and pixels[11] == 40001
-
-
-def test_compose_without_mask_is_the_result_with_the_source_alpha():
-    layout = common.PixelLayout(4, "float", True)
-    source, result = pack("f", 4.0, -1.0, 0.5, 0.25), pack("f", 1.0, 0.0, 0.5, 1.0)
-    out = common.compose_result(source, result, result, None, layout)
-    assert struct.unpack("=4f", out) == (1.0, 0.0, 0.5, 0.25)
-
-
-def test_compose_clamps_integers_and_half_floats():
-    u8 = common.PixelLayout(3, "u8", False)
-    out = common.compose_result(
-        pack("B", 250, 5, 0), pack("B", 255, 0, 0), pack("B", 0, 250, 0), b"\x01", u8
-    )
-    assert struct.unpack("=3B", out) == (255, 0, 0)
-    half = common.PixelLayout(3, "half", False)
-    out = common.compose_result(
-        pack("e", 60000.0, 0, 0), pack("e", 60000.0, 0, 0), pack("e", 0.0, 0, 0), b"\x01", half
-    )
-    assert struct.unpack("=3e", out)[0] == common.HALF_MAX
-
-
-def test_compose_refuses_buffers_of_different_sizes():
-    layout = common.PixelLayout(3, "u8", False)
-    with pytest.raises(PluginError, match="different sizes"):
-        common.compose_result(b"\0" * 6, b"\0" * 3, b"\0" * 6, None, layout)
-    with pytest.raises(PluginError, match="the mask has 1 pixels, expected 2"):
-        common.compose_result(b"\0" * 6, b"\0" * 6, b"\0" * 6, b"\0", layout)
 
 
 # ----------------------------------------------------------------------------- Python 3.8
@@ -186,13 +136,13 @@ def python38() -> str | None:
 
 SMOKE_38 = """
 import struct, sys
-from plugin_bridge import plugin_common as c
+from plugin_bridge import plugin_common as c, pixelformat as pf
 assert sys.version_info[:2] == (3, 8), sys.version
 c.check_params(c.EditParams("a", "b", steps=3, extra_settings={"seed": 1}))
 assert c.context_margin(c.Rect(0, 0, 100, 40)) == 50 and c.layer_name(" a  b ") == "a b"
-layout = c.PixelLayout(4, "u16", True)
+fmt = pf.PixelFormat(pf.U16)
 src, res = struct.pack("=8H", *range(1, 9)), struct.pack("=8H", *[9] * 8)
-assert struct.unpack("=8H", c.compose_result(src, res, res, bytes([0, 100]), layout)) == (
+assert struct.unpack("=8H", pf.blend(src, res, res, bytes([0, 100]), fmt)) == (
     1, 2, 3, 4, 7, 7, 8, 8)
 print("ok")
 """

@@ -40,8 +40,8 @@ class PreferencesDialog(QDialog):
         )
         form.addRow("CPU threads", self.threads)
         note = QLabel(
-            "Device auto picks CUDA when available, else CPU. Device and VAE apply to the next "
-            "edit, CPU threads at the next start."
+            "Device auto picks CUDA when available, then MPS (Apple Silicon), else CPU. Device "
+            "and VAE apply to the next edit, CPU threads at the next start."
         )
         note.setWordWrap(True)
         form.addRow(note)

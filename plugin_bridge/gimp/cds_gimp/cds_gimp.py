@@ -35,6 +35,7 @@ from gi.repository import Babl, Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cds_bridge import client as bridge_client  # noqa: E402
+from cds_bridge import pixelformat as pf  # noqa: E402
 from cds_bridge import plugin_common as common  # noqa: E402
 from cds_bridge import pngcodec  # noqa: E402
 from cds_bridge import protocol as proto  # noqa: E402
@@ -47,6 +48,15 @@ BINARY = "cds_gimp"
 MENU_PATH = "<Image>/Filters/AI"
 RGBA_FORMAT = "R'G'B'A u8"
 MASK_FORMAT = "Y u8"
+#: Babl component types -> pixelformat kinds (GIMP 3's precisions).
+BABL_KINDS = {
+    "u8": pf.U8,
+    "u16": pf.U16,
+    "u32": pf.U32,
+    "half": pf.F16,
+    "float": pf.F32,
+    "double": pf.F64,
+}
 CLIENT_NAME = "cds-gimp"
 
 
@@ -136,13 +146,18 @@ def native_format(drawable: Any) -> str:
     return str(Babl.get_name(drawable.get_format()))
 
 
-def pixel_layout(drawable: Any) -> common.PixelLayout:
+def pixel_format(drawable: Any) -> pf.PixelFormat:
+    """The drawable's own format as pixelformat sees it: the Babl model says the curve
+    (``R'G'B'`` and ``R~G~B~`` are perceptual, read as sRGB-encoded; ``RGB`` is linear)."""
     fmt = drawable.get_format()
-    kind = str(Babl.get_name(Babl.format_get_type(fmt, 0)))
-    if kind not in common.COMPONENT_TYPES:
-        raise PluginError(f"unsupported pixel format {Babl.get_name(fmt)!r}")
-    components = int(Babl.format_get_n_components(fmt))
-    return common.PixelLayout(components, kind, bool(Babl.format_has_alpha(fmt)))
+    name = str(Babl.get_name(fmt))
+    kind = BABL_KINDS.get(str(Babl.get_name(Babl.format_get_type(fmt, 0))))
+    alpha = bool(Babl.format_has_alpha(fmt))
+    if kind is None or int(Babl.format_get_n_components(fmt)) != 3 + alpha:
+        raise PluginError(f"unsupported pixel format {name!r}")
+    model = name.split(" ")[0]
+    transfer = pf.SRGB if ("'" in model or "~" in model) else pf.LINEAR
+    return pf.PixelFormat(kind, transfer, "RGBA" if alpha else "RGB")
 
 
 def insert_result(image: Any, source: Any, request: Request, rgba: bytes, name: str) -> Any:
@@ -150,7 +165,7 @@ def insert_result(image: Any, source: Any, request: Request, rgba: bytes, name: 
 
     It has the image's precision: the source's own pixels where the selection is 0, the
     8-bit result where it is 255, and in between the result plus the unselected share of
-    the source's extra precision (:func:`plugin_common.compose_result`)."""
+    the source's extra precision (:func:`pixelformat.blend`, the rule Krita uses too)."""
     box = request.box
     if len(rgba) != box.width * box.height * 4:
         raise PluginError(f"the result has {len(rgba)} bytes, expected {box.width}x{box.height}")
@@ -187,8 +202,11 @@ def write_pixels(layer: Any, source: Any, request: Request, rgba: bytes) -> None
     result = to_native(rgba)
     partial = request.mask is not None and bool(request.mask.translate(None, b"\x00\xff"))
     sent = to_native(request.rgba) if partial else result
-    layout = pixel_layout(layer)
-    buffer.set(local, native, common.compose_result(original, result, sent, request.mask, layout))
+    try:
+        pixels = pf.blend(original, result, sent, request.mask, pixel_format(layer))
+    except pf.PixelFormatError as exc:
+        raise PluginError(str(exc)) from None
+    buffer.set(local, native, pixels)
     buffer.flush()
 
 

@@ -11,9 +11,9 @@ import logging
 import krita
 
 from .logic import KritaDocument, KritaNode
-from .panel import CdsPanel, no_document_error
-from .qt import QtWidgets
-from .session import make_client, user_message
+from .panel import POLL_MS, CdsPanel, no_document_error
+from .qt import QtCore, QtWidgets
+from .session import Background, ping_in_background, user_message
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,15 @@ class CdsDocker(krita.DockWidget):
 
 
 class CdsExtension(krita.Extension):
-    """Adds Tools > Scripts > "CDS: Check Bridge Connection"."""
+    """Adds Tools > Scripts > "CDS: Check Bridge Connection". The ping runs on a worker
+    thread (a QTimer waits for it), so a missing bridge never freezes Krita."""
+
+    def __init__(self, parent) -> None:
+        super().__init__(parent)
+        self.check: Background | None = None
+        self.check_timer = QtCore.QTimer()
+        self.check_timer.setInterval(POLL_MS)
+        self.check_timer.timeout.connect(self._check_answered)
 
     def setup(self) -> None:
         pass
@@ -54,11 +62,19 @@ class CdsExtension(krita.Extension):
         action.triggered.connect(self.check_bridge)
 
     def check_bridge(self) -> None:
+        if self.check is None:  # else the running check answers
+            self.check = ping_in_background()
+            self.check_timer.start()
+
+    def _check_answered(self) -> None:
+        if self.check is None or not self.check.done():
+            return
+        self.check_timer.stop()
+        check, self.check = self.check, None
         parent = krita.Krita.instance().activeWindow()
         parent = parent.qwindow() if parent is not None else None
         try:
-            with make_client() as client:
-                seconds = client.ping()
+            seconds = check.outcome()
         except Exception as exc:  # shown to the user, never a traceback
             QtWidgets.QMessageBox.warning(parent, TITLE, user_message(exc))
             return

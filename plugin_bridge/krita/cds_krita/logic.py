@@ -169,7 +169,7 @@ def result_pixels(crop: Crop, rgba: bytes) -> bytes:
             f"the result has {len(rgba)} bytes, expected {box.width}x{box.height} RGBA pixels"
         )
     try:
-        return pixelformat.composite(crop.raw, rgba, crop.mask, crop.fmt)
+        return pixelformat.composite(crop.raw, rgba, crop.mask, crop.fmt, crop.rgba)
     except pixelformat.PixelFormatError as exc:
         raise PluginError(str(exc)) from None
 

@@ -1,18 +1,31 @@
 """The docker's contents: prompts, mode, steps, Edit/Cancel, a progress bar and a status line.
 
 Plain Qt (no ``krita`` import), so it runs in the docker, under kritarunner and in pytest-qt.
-Waiting never blocks the GUI thread: a QTimer calls :meth:`EditSession.poll`, which only
-reads messages that have already arrived.
+Waiting never blocks the GUI thread: connecting and submitting run on a worker thread
+(:func:`.session.submit_in_background`), and a QTimer checks on it and then calls :meth:`EditSession.poll`,
+which only reads messages that have already arrived.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable
 
 from .logic import EditParams, KritaDocument, KritaNode, PluginError
 from .qt import QtCore, QtWidgets
-from .session import RUNNING, EditSession, Update, make_client, pinned_note, user_message
+from .session import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    Background,
+    EditSession,
+    Update,
+    make_client,
+    pinned_note,
+    submit_in_background,
+    user_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,8 @@ class CdsPanel(QtWidgets.QWidget):
         self._client: Any = None
         self._client_options: tuple = ()
         self.session: EditSession | None = None
+        #: Connecting and submitting on a worker thread; None once the timer has its outcome.
+        self._submission: Background | None = None
         #: Extra EditSettings fields sent with every edit (e.g. {"seed": 3}).
         self.extra_settings: dict = {}
         #: shown once after the first connection to a remote bridge (its certificate pinned)
@@ -124,20 +139,29 @@ class CdsPanel(QtWidgets.QWidget):
             doc, node = self._target_provider()
             session = EditSession(doc, node, self.params())
             session.prepare()  # refuse bad layers/prompts before connecting
-            update = session.submit(self._connected_client())
-            if self.last_note:  # first connection to a remote bridge: say what was trusted
-                update, self.last_note = Update(f"{self.last_note}; {update.text}"), ""
-            self._show(update)
+            options = self.connection_options()
+            if self._client is not None and options != self._client_options:
+                self._client.close()  # the user pointed the panel at another bridge
+                self._client = None
+            if self._client is None or not self._client.connected:
+                self._client = self._client_factory()
+                self._client_options = options
         except Exception as exc:  # every failure becomes a status line
-            self._drop_client_if_closed()
             self._end(False, user_message(exc))
             return
         self.session = session
+        self._submission = submit_in_background(session, self._client)
+        self._show(Update("connecting to the bridge..."))
         self._set_running(True)
         self._timer.start()
 
     def cancel_edit(self) -> None:
         if not self.busy:
+            return
+        if self._submission is not None:  # still connecting: let the worker close it
+            self._abandon_submission()
+            self.session.state = CANCELLED
+            self._end(False, "cancelled")
             return
         try:
             self.session.cancel()
@@ -148,6 +172,7 @@ class CdsPanel(QtWidgets.QWidget):
     def shutdown(self) -> None:
         """Stop polling and close the connection (the server cancels unfinished jobs)."""
         self._timer.stop()
+        self._abandon_submission()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -165,20 +190,32 @@ class CdsPanel(QtWidgets.QWidget):
         address, fingerprint, token = self.connection_options()
         return make_client(address=address, fingerprint=fingerprint, token=token)
 
-    def _connected_client(self) -> Any:
-        options = self.connection_options()
-        if self._client is not None and options != self._client_options:
-            self._client.close()  # the user pointed the panel at another bridge
-            self._client = None
-        if self._client is None or not self._client.connected:
-            self._client = self._client_factory()
-            self._client_options = options
-        self._client.connect()
-        note = pinned_note(self._client) if hasattr(self._client, "pinned_now") else ""
+    def _abandon_submission(self) -> None:
+        """Forget a connect still running on the worker; the worker closes its client."""
+        if self._submission is not None:
+            self._submission.abandon()
+            self._submission, self._client = None, None
+
+    def _take_submission(self) -> Update | None:
+        """The submit's Update once the worker is done (None while it runs); a failed
+        connect or submit is a finished Update with its one-line message. After the first
+        connection to a remote bridge, the update says which certificate is now trusted."""
+        if not self._submission.done():
+            return None
+        submission, self._submission = self._submission, None
+        try:
+            update = submission.outcome()
+        except Exception as exc:
+            log.warning("sending the edit failed: %s", exc)
+            self.session.state = FAILED
+            return Update(user_message(exc), finished=True)
+        client = self._client
+        note = pinned_note(client) if hasattr(client, "pinned_now") else ""
         if note:
             log.warning("%s", note)
             self.last_note = note
-        return self._client
+            update = dataclasses.replace(update, text=f"{note}; {update.text}")
+        return update
 
     def _drop_client_if_closed(self) -> None:
         if self._client is not None and not self._client.connected:
@@ -189,10 +226,13 @@ class CdsPanel(QtWidgets.QWidget):
             self._timer.stop()
             return
         try:
-            update = self.session.poll()
+            if self._submission is not None:
+                update = self._take_submission()
+            else:
+                update = self.session.poll()
         except Exception as exc:  # e.g. Krita refused the new layer
             log.exception("polling the bridge failed")
-            self.session.state = "failed"
+            self.session.state = FAILED
             update = Update(user_message(exc), finished=True)
         if update is None:
             return

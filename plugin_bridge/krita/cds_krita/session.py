@@ -4,13 +4,19 @@
 the docker then calls ``poll()`` from a QTimer: it reads whatever messages have arrived
 without waiting, and on the result inserts the new layer. No Qt here: the same object runs
 in the docker, in kritarunner tests and in unit tests with a fake document and client.
+
+The docker reads the layer on the GUI thread (``prepare()``: Krita's API) but connects and
+submits through :func:`submit_in_background`, on a worker thread: a refused or stalled connect
+(about 2 s on Windows, up to NETWORK_TIMEOUT for a port that accepts but never answers)
+never freezes Krita.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .cds_bridge import client as bridge_client
 from .cds_bridge import plugin_common as common
@@ -175,6 +181,91 @@ class EditSession:
         self.state, self.error = FAILED, text
         log.warning("edit failed: %s", text)
         return Update(text, finished=True)
+
+
+class Background:
+    """``work()`` on a worker thread, so Krita's GUI thread never waits on the network.
+
+    The GUI thread starts it and asks :meth:`done` from a QTimer; once done, :meth:`outcome`
+    returns what ``work`` returned or raises what it raised, and whatever ``work`` used
+    belongs to the GUI thread again. :meth:`abandon` (Cancel, the docker closing) lets the
+    GUI go on at once: ``cleanup`` then runs when the work ends (at once if it has ended), on
+    the thread that finds it ended, so a client is only ever used by one thread at a time.
+    """
+
+    def __init__(self, work: Callable[[], Any], cleanup: Callable[[], Any] | None = None):
+        self._work, self._cleanup = work, cleanup
+        self._lock = threading.Lock()
+        self._done = self._abandoned = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cds-krita-network", daemon=True)
+
+    def start(self) -> Background:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        value, error = None, None
+        try:
+            value = self._work()
+        except Exception as exc:  # handed to the GUI thread by outcome()
+            error = exc
+        with self._lock:
+            self._value, self._error, self._done = value, error, True
+            abandoned = self._abandoned
+        if abandoned and self._cleanup is not None:
+            self._cleanup()
+
+    def done(self) -> bool:
+        with self._lock:
+            return self._done
+
+    def outcome(self) -> Any:
+        """What ``work`` returned, or its exception raised; only once :meth:`done`."""
+        with self._lock:
+            if not self._done:
+                raise RuntimeError("the background work is still running")
+            if self._error is not None:
+                raise self._error
+            return self._value
+
+    def abandon(self) -> None:
+        """Stop caring about the outcome; run ``cleanup`` now if the work has ended, else
+        when it ends."""
+        with self._lock:
+            self._abandoned = True
+            finished = self._done
+        if finished and self._cleanup is not None:
+            self._cleanup()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the work ends (tests); True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def submit_in_background(session: EditSession, client: Any) -> Background:
+    """``client.connect()`` and ``session.submit(client)`` on a worker thread; the outcome
+    is the submit's Update. Abandoned, the worker closes the client (the server then
+    cancels the job)."""
+
+    def work() -> Update:
+        client.connect()
+        return session.submit(client)
+
+    return Background(work, cleanup=client.close).start()
+
+
+def ping_in_background() -> Background:
+    """Connect to the bridge and ping it on a worker thread; the outcome is the seconds the
+    round trip took."""
+
+    def work() -> float:
+        with make_client() as client:
+            return client.ping()
+
+    return Background(work).start()
 
 
 def _progress_update(msg: Any) -> Update:
