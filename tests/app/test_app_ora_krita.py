@@ -81,6 +81,9 @@ def test_krita_opens_an_ora_with_the_cds_extension(tmp_path):
         env[key] = str(tmp_path / name)
         (tmp_path / name).mkdir(exist_ok=True, mode=0o700)
     env["QT_QPA_PLATFORM"] = "offscreen"
+    # Krita embeds Debian's Python, which takes its home from the first `python3` on PATH: a
+    # pyenv or venv folder first there (as under `pyenv exec`) hides Debian's PyQt5 from it
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     out = tmp_path / "report.json"
     proc = subprocess.run(
         [KRITARUNNER, "-s", "cds_ora_probe", "-f", "run", str(path), str(out)],

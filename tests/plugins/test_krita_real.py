@@ -61,6 +61,9 @@ def krita_env(tmp: Path, config_home: Path, port: int) -> dict[str, str]:
         CDS_BRIDGE_PORT=str(port),
         PYTHONDONTWRITEBYTECODE="1",
     )
+    # Krita embeds Debian's Python, which takes its home from the first `python3` on PATH: a
+    # pyenv or venv folder first there (as under `pyenv exec`) hides Debian's PyQt5 from it
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     for key in ("HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True, mode=0o700)
     return env
