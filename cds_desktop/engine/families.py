@@ -190,7 +190,7 @@ def check_text_width(shapes: Mapping[str, Sequence[int]], path: Path, family: Fa
 
 
 # ----------------------------------------------------------------------------- loading
-def load_single_file(path: Path, family: str = "auto", config_root: Path | None = None):
+def load_single_file(path: Path, family: str = "auto", config_root: Path | None = None, dtype=None):
     """Load an original-layout checkpoint offline. Returns ``(parts, meta)`` for models.py.
 
     ``config_root`` holds one folder of component configs per family (default:
@@ -208,21 +208,24 @@ def load_single_file(path: Path, family: str = "auto", config_root: Path | None 
     check_text_width(shapes, path, fam)
     root = config_root or resource_path("models", "configs")
     folder = root / fam.config
-    parts = _components_from_state(read_state_dict(path), folder, fam, path)
+    parts = _components_from_state(read_state_dict(path), folder, fam, path, dtype)
     meta = {"family": name, "where": str(path), "label": f"{path.name} ({fam.label}, single file)"}
     return parts, meta
 
 
-def _components_from_state(state: dict, folder: Path, fam: Family, path: Path) -> dict:
+def _components_from_state(state: dict, folder: Path, fam: Family, path: Path, dtype=None) -> dict:
+    """The components in ``dtype`` (default fp32) as they are built, so a half-precision load
+    never holds an fp32 copy of the UNet; the VAE stays fp32 (SD VAEs overflow in fp16)."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    kw = {"config": str(folder), "local_files_only": True, "torch_dtype": torch.float32}
+    vae_kw = {"config": str(folder), "local_files_only": True, "torch_dtype": torch.float32}
+    kw = dict(vae_kw, torch_dtype=dtype or torch.float32)
     steps = [
         ("unet", lambda: UNet2DConditionModel.from_single_file(state, subfolder="unet", **kw)),
-        ("vae", lambda: AutoencoderKL.from_single_file(state, subfolder="vae", **kw)),
+        ("vae", lambda: AutoencoderKL.from_single_file(state, subfolder="vae", **vae_kw)),
         (
             "text_encoder",
             lambda: create_diffusers_clip_model_from_ldm(

@@ -217,7 +217,7 @@ def load_model(
         parts = tiny_random_components()
         meta = {"label": specs.RANDOM_LABEL, "kind": "random", "native_size": 32}
     else:
-        parts, meta = _load_parts(spec, family)
+        parts, meta = _load_parts(spec, family, dt)
     return _assemble(spec, parts, meta, dev, dt, vae_backend)
 
 
@@ -296,7 +296,7 @@ def resolve_spec(spec: str) -> tuple[str, Path | None]:
     return "hub", None
 
 
-def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
+def _load_parts(spec: str, family: str, dtype: torch.dtype | None = None) -> tuple[dict, dict]:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -306,7 +306,7 @@ def _load_parts(spec: str, family: str) -> tuple[dict, dict]:
     if how == "file":
         from .families import load_single_file
 
-        return load_single_file(path, family)
+        return load_single_file(path, family, dtype=dtype)
     if how == "folder" and not (path / "model_index.json").is_file():
         raise ModelError(
             f"{path} is a folder but not a diffusers model (no model_index.json); give the "

@@ -174,6 +174,16 @@ def test_single_file_loads_every_tensor_exactly(tiny_files, family):
     assert ids[0] == 49406 and ids[-1] == 49407 and len(ids) == 7
 
 
+def test_half_precision_components_are_built_in_half_precision(tiny_files):
+    """An fp16 load builds the UNet and text encoders in fp16 (no fp32 copy of them on the way);
+    the VAE stays fp32 (SD VAEs overflow in fp16)."""
+    _, root, files = tiny_files
+    parts, _ = load_single_file(files["sdxl"], "auto", config_root=root, dtype=torch.float16)
+    for name in ("unet", "text_encoder", "text_encoder_2"):
+        assert {p.dtype for p in parts[name].parameters()} == {torch.float16}, name
+    assert {p.dtype for p in parts["vae"].parameters()} == {torch.float32}
+
+
 def test_forced_family_must_match_the_keys(tiny_files):
     _, root, files = tiny_files
     parts, meta = load_single_file(files["sd2"], "sd2-base", config_root=root)
