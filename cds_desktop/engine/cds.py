@@ -244,8 +244,11 @@ class CDSObjective:
         out = self.unet(
             latents.to(self.unet.dtype), t, encoder_hidden_states=hidden, added_cond_kwargs=added
         ).sample
+        out = out.to(latents.dtype)
+        if self.prediction_type == "epsilon":
+            return out
         alpha_bar = self._alphas(latents.device)[t]
-        return to_epsilon(out.to(latents.dtype), latents, alpha_bar, self.prediction_type)
+        return to_epsilon(out, latents, alpha_bar, self.prediction_type)
 
     def _cut_pass(
         self, z_trg, noise, scales, t, cond_trg, reference, generator, positions, measure
@@ -279,11 +282,6 @@ class CDSObjective:
             self.bytes_per_target = meter.total // z.shape[0]
         (grad,) = torch.autograd.grad(loss, z)
         return eps.detach(), grad
-
-
-def _pick(tensor: torch.Tensor, rows: slice) -> torch.Tensor:
-    """Rows of a per-target tensor; a one-row tensor is shared by all targets."""
-    return tensor if tensor.shape[0] == 1 else tensor[rows]
 
 
 class _SavedBytes(torch.autograd.graph.saved_tensors_hooks):

@@ -22,6 +22,10 @@ from .errors import EditCancelled, NumericalError
 from .settings import EditSettings, check_prompts
 
 CancelFlag = threading.Event | Callable[[], bool] | None
+#: the cheap previews (a device->host copy of the latents) are refreshed at most this often
+#: (seconds; the app shows ~10 per second) and on the last step; a Progress in between carries
+#: the latest ones, so a fast GPU loop is not synchronised with the host every step
+PREVIEW_REFRESH_S = 0.1
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -31,7 +35,8 @@ class Progress:
     """Yielded once per step by :func:`run_edits`, for ``count`` targets.
 
     Holds no device tensors: the cheap previews (linear latent->RGB at latent resolution) are
-    computed on the generating thread, so any thread may read a Progress. ``decoded`` holds a
+    computed on the generating thread (refreshed every PREVIEW_REFRESH_S and on the last step), so
+    any thread may read a Progress. ``decoded`` holds a
     full VAE decode of the working region per target every ``preview_every`` steps."""
 
     step: int
@@ -128,6 +133,7 @@ def run_edits(
     projection = model.rgb_projection().detach().float().cpu()
     measure = count > 1 and settings.effective_w_cut > 0
     chunk = 1 if measure else count
+    previews, previews_at = (), float("-inf")
     with objective.session():
         for step in range(1, settings.steps + 1):
             if _cancelled(cancel):
@@ -156,6 +162,9 @@ def run_edits(
             ):
                 _check_finite(z_trg, step)
                 decoded = tuple(_decode(model, z_trg[i : i + 1]) for i in range(count))
+            now = time.perf_counter()
+            if now - previews_at >= PREVIEW_REFRESH_S or step == settings.steps:
+                previews, previews_at = cheap_previews(z_trg, projection), now
             yield Progress(
                 step,
                 settings.steps,
@@ -163,7 +172,7 @@ def run_edits(
                 time.perf_counter() - started,
                 decoded,
                 count,
-                cheap_previews(z_trg, projection),
+                previews,
             )
     _check_finite(z_trg, settings.steps)
     results = []

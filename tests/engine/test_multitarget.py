@@ -243,3 +243,25 @@ def test_dds_and_cds_see_the_same_t_and_noise(tiny_model, monkeypatch):
         streams[mode] = seen
     assert len(streams["dds"]) == len(streams["cds"]) == 3
     assert all(torch.equal(a, b) for a, b in zip(streams["dds"], streams["cds"], strict=True))
+
+
+def test_cheap_previews_are_refreshed_by_time_not_every_step(tiny_model, monkeypatch):
+    """The preview's device->host copy is not made every step: between refreshes a Progress
+    carries the latest previews; the last step always has fresh ones."""
+    calls = []
+    real = cds_mod.cheap_previews
+
+    def spy(z, projection):
+        calls.append(z.clone())
+        return real(z, projection)
+
+    monkeypatch.setattr(cds_mod, "cheap_previews", spy)
+    monkeypatch.setattr(cds_mod, "PREVIEW_REFRESH_S", 1e9)
+    settings = FAST.replace(steps=4, preview_every=0)
+    progress: list[Progress] = []
+    cds_mod.drain(
+        run_edits(tiny_model, _image(), "a cat", TARGETS[:1], None, settings), progress.append
+    )
+    assert len(calls) == 2, "refreshed on the first and the last step only"
+    assert progress[1].previews is progress[0].previews
+    assert not np.array_equal(progress[0].preview(), progress[-1].preview())
