@@ -12,6 +12,19 @@ TINY_WORDS = (
 ).split()
 
 
+#: the tiny VAE (2x down-sampling, 4 latent channels) of the test fixtures
+TINY_VAE = dict(
+    block_out_channels=(16, 32),
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    latent_channels=4,
+    norm_num_groups=8,
+    layers_per_block=1,
+)
+
+
 def tiny_random_components(seed: int = 0) -> dict:
     """A tiny, seeded, randomly initialised SD-shaped pipeline (test fixture; < 2 s).
 
@@ -39,16 +52,7 @@ def tiny_random_components(seed: int = 0) -> dict:
         norm_num_groups=16,
     )
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
+    vae = AutoencoderKL(**TINY_VAE)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

@@ -15,6 +15,7 @@ import torch
 
 from cds_desktop.engine.families import load_tokenizer
 from cds_desktop.engine.resources import resource_path
+from cds_desktop.engine.tiny_random import TINY_VAE
 
 SCHEDULER = {
     "beta_start": 0.00085,
@@ -82,17 +83,7 @@ def tiny_family(family: str, seed: int = 0) -> dict:
             use_linear_projection=open_clip,
         )
     unet = UNet2DConditionModel(**unet_kw).eval()
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-        sample_size=32,
-    ).eval()
+    vae = AutoencoderKL(**TINY_VAE, sample_size=32).eval()
     prediction = "v_prediction" if family == "sd2" else "epsilon"
     parts = {
         "unet": unet,
